@@ -1,0 +1,1 @@
+"""Shared fixtures. Engine tests need nothing; server fixtures live in server_fixture.py."""
