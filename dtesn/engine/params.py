@@ -33,6 +33,8 @@ class Range:
     integer: bool = True
 
     def describe(self) -> str:
+        if self.integer:
+            return f"{int(self.low)}..{int(self.high)}"
         return f"{self.low:g}..{self.high:g}"
 
 

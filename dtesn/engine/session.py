@@ -65,21 +65,23 @@ class Session:
     def state(self) -> np.ndarray:
         return self._reservoir.state.copy()
 
-    def feed(self, data: bytes) -> ChunkResult:
-        """Process every whole frame available after appending `data`."""
+    def feed(self, data: bytes, final: bool = False) -> ChunkResult:
+        """Process every whole frame available after appending `data`.
+
+        With `final`, the input ends here: a partial frame left over is zero-padded and
+        processed too.
+        """
         frame = self.params.frame_size
         buffered = self.pending + data if self.pending else data
+        if final and len(buffered) % frame:
+            buffered = bytes(buffered) + bytes(frame - len(buffered) % frame)
         whole = len(buffered) - len(buffered) % frame
         self.pending = bytes(buffered[whole:])
         return self._run_bytes(memoryview(buffered)[:whole])
 
     def finish(self) -> ChunkResult:
         """End of input: the partial frame left over is zero-padded and processed."""
-        if not self.pending:
-            return self._run_bytes(b"")
-        frame = self.pending + bytes(self.params.frame_size - len(self.pending))
-        self.pending = b""
-        return self._run_bytes(frame)
+        return self.feed(b"", final=True)
 
     def run(self, frames: np.ndarray, keep_states: bool = False) -> ChunkResult:
         """Process float frames U[T, F] directly (for research readouts and tests)."""

@@ -1,0 +1,48 @@
+"""gunicorn settings for dtesn-stream: `gunicorn -c config/gunicorn.conf.py app:app`.
+
+Read by the master before any worker starts. Values come from config/dtesn.toml and the
+DTESN_* environment (see the README), plus the PaaS conventions PORT and WEB_CONCURRENCY.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from dtesn.settings import Settings, SettingsError  # noqa: E402
+
+try:
+    _settings = Settings.load()
+except SettingsError as exc:
+    sys.exit(f"dtesn-stream: invalid configuration: {exc}")
+
+# One BLAS thread per worker: workers are the unit of parallelism, and several BLAS threads
+# per worker would fight over the same cores. Set before the workers import NumPy.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+# The gevent worker: each stream is a greenlet; engine work runs in gevent's thread pool.
+# No preload_app: gevent must monkey-patch in the worker before the app is imported.
+worker_class = "gevent"
+preload_app = False
+
+# A PaaS gives PORT and expects 0.0.0.0; locally we bind loopback. DTESN_BIND wins over both.
+_port = os.environ.get("PORT")
+bind = os.environ.get("DTESN_BIND") or (f"0.0.0.0:{_port}" if _port else "127.0.0.1:8000")
+
+try:
+    workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
+except ValueError:
+    sys.exit("dtesn-stream: invalid configuration: WEB_CONCURRENCY must be an integer")
+if workers < 1:
+    sys.exit("dtesn-stream: invalid configuration: WEB_CONCURRENCY must be at least 1")
+
+worker_connections = _settings.worker_connections
+timeout = _settings.timeout
+graceful_timeout = _settings.graceful_timeout
+keepalive = _settings.keepalive
+
+# We log one line per request ourselves (with the request id); gunicorn's errors go to stderr.
+accesslog = None
+errorlog = "-"
+loglevel = os.environ.get("DTESN_LOG_LEVEL", "info")

@@ -1,0 +1,1 @@
+"""Streaming: SSE framing, heartbeats, compression, pacing, resume. Never imports Flask."""

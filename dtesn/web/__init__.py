@@ -1,0 +1,34 @@
+"""The Flask app factory and its blueprints."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from ..engine import weight_cache
+from ..settings import Settings
+from .api import bp as api_bp
+from .api import health_bp
+from .errors import register_error_handlers
+from .metrics import Metrics
+from .request_log import RequestLog, configure_access_log
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or Settings.load()
+    app = Flask(__name__)
+    app.config.update(
+        DTESN_SETTINGS=settings,
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        JSON_SORT_KEYS=False,
+    )
+    app.json.sort_keys = False
+    app.json.compact = True
+    weight_cache.maxsize = settings.cache_size
+    metrics = Metrics()
+    app.extensions["dtesn.metrics"] = metrics
+    register_error_handlers(app)
+    app.register_blueprint(health_bp)
+    app.register_blueprint(api_bp)
+    configure_access_log()
+    app.wsgi_app = RequestLog(app.wsgi_app, on_finish=metrics.request_finished)
+    return app

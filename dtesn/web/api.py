@@ -1,0 +1,123 @@
+"""The non-streaming API: index, one-shot processing, live status, the membrane tree."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, current_app, jsonify, request
+
+from .. import __version__
+from ..engine import ParameterError, ReservoirParams, membrane_tree, session, weight_cache
+from ..streaming.offload import run_blocking
+from ..streaming.source import InputTooLarge, read_all
+from .errors import APIError
+from .request_model import COMMON_FIELDS, ENGINE_FIELDS, parse_fields, parse_request
+
+bp = Blueprint("api", __name__, url_prefix="/deep_tree_echo")
+health_bp = Blueprint("health", __name__)
+
+STREAMING_ENDPOINTS = ("stream_process", "stream_chunks", "stream_large_dataset", "stream_optimized")
+
+
+@health_bp.get("/health")
+def health():
+    """Liveness for load balancers and the test fixture: answers without touching the engine."""
+    return jsonify({"status": "ok", "version": __version__})
+
+
+@bp.get("/")
+def index():
+    """What this service offers: endpoints, accepted fields and limits, version."""
+    settings = current_app.config["DTESN_SETTINGS"]
+    endpoints = []
+    for rule in current_app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        view = current_app.view_functions[rule.endpoint]
+        endpoints.append({
+            "path": rule.rule,
+            "methods": sorted(rule.methods - {"HEAD", "OPTIONS"}),
+            "description": (view.__doc__ or "").strip().split("\n")[0],
+        })
+    return jsonify({
+        "service": "dtesn-stream",
+        "version": __version__,
+        "endpoints": sorted(endpoints, key=lambda e: e["path"]),
+        "fields": {f.name: {"type": f.describe(), "default": f.default} for f in COMMON_FIELDS},
+        "limits": {
+            "max_body_bytes": settings.max_body_bytes,
+            "process_max_bytes": settings.process_max_bytes,
+        },
+    })
+
+
+@bp.post("/process")
+def process():
+    """Process a whole (small) input and answer with every feature as one JSON document."""
+    started = time.perf_counter()
+    settings = current_app.config["DTESN_SETTINGS"]
+    parsed = parse_request(request, max_body_bytes=settings.max_body_bytes)
+    cap = settings.process_max_bytes
+    too_large = APIError(
+        413,
+        f"/process computes at most {cap} bytes in one response; stream larger inputs with "
+        + ", ".join(f"/deep_tree_echo/{name}" for name in STREAMING_ENDPOINTS),
+        "input_data",
+    )
+    if parsed.source.size is not None and parsed.source.size > cap:
+        raise too_large
+    try:
+        data = read_all(parsed.source, cap)
+    except InputTooLarge:
+        raise too_large from None
+
+    params = parsed.params
+    compute_started = time.perf_counter()
+    result = run_blocking(lambda: session(params).feed(data, final=True))
+    compute_s = time.perf_counter() - compute_started
+    current_app.extensions["dtesn.metrics"].processed(len(data), result.steps)
+    return jsonify({
+        "request_id": request.environ.get("dtesn.request_id"),
+        "metadata": {
+            "input_bytes": len(data),
+            "steps": result.steps,
+            "membrane_depth": params.membrane_depth,
+            "esn_size": params.esn_size,
+            "neurons": params.neurons,
+            "membranes": params.membranes,
+            "neurons_per_membrane": params.neurons_per_membrane,
+            "frame_size": params.frame_size,
+            "seed": params.seed,
+            "processing_mode": parsed.processing_mode,
+        },
+        "features": result.features.tolist(),
+        "energy": result.energy,
+        "digest": result.digest,
+        "timings": {
+            "compute_ms": round(compute_s * 1000, 3),
+            "total_ms": round((time.perf_counter() - started) * 1000, 3),
+            "steps_per_sec": round(result.steps / compute_s) if compute_s > 0 else None,
+        },
+    })
+
+
+@bp.get("/status")
+def status():
+    """Live counters of the worker that answers: streams, requests, bytes, engine cache."""
+    metrics = current_app.extensions["dtesn.metrics"]
+    return jsonify({**metrics.snapshot(), "engine_cache": weight_cache.info()})
+
+
+MEMBRANE_FIELDS = (ENGINE_FIELDS[0], ENGINE_FIELDS[1])
+
+
+@bp.get("/membrane_info")
+def membrane_info():
+    """The membrane tree for membrane_depth (and neurons per membrane for esn_size)."""
+    values = parse_fields(request.args, MEMBRANE_FIELDS)
+    try:
+        params = ReservoirParams(membrane_depth=values["membrane_depth"], esn_size=values["esn_size"])
+    except ParameterError as exc:
+        raise APIError(400, exc.message, exc.field) from None
+    tree = membrane_tree(params.membrane_depth)
+    return jsonify({**tree.describe(params.neurons_per_membrane), "esn_size": params.esn_size, "neurons": params.neurons})

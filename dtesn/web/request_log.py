@@ -1,0 +1,91 @@
+"""WSGI middleware: a request id on every response and one log line per request.
+
+It wraps the response iterable, so a stream is logged when it ends (with the bytes that
+actually went out), and errors Flask never saw still get an id.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import sys
+import time
+from typing import Callable, Iterable, Iterator
+
+HEADER = "X-Request-ID"
+ENVIRON_KEY = "dtesn.request_id"
+_VALID_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
+
+log = logging.getLogger("dtesn.access")
+
+
+def new_request_id() -> str:
+    """Random, URL-safe, 16 characters (at most 32 are accepted from clients)."""
+    return secrets.token_urlsafe(12)
+
+
+def configure_access_log() -> None:
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+
+class RequestLog:
+    def __init__(self, app: Callable, on_finish: Callable[[int, int], None] | None = None) -> None:
+        self.app = app
+        self.on_finish = on_finish
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        incoming = environ.get("HTTP_X_REQUEST_ID", "")
+        request_id = incoming if _VALID_ID.fullmatch(incoming) else new_request_id()
+        environ[ENVIRON_KEY] = request_id
+        record = _Record(environ, request_id)
+
+        def start(status: str, headers: list, exc_info=None):
+            record.status = int(status.split(" ", 1)[0])
+            headers = [(k, v) for k, v in headers if k.lower() != HEADER.lower()]
+            headers.append((HEADER, request_id))
+            return start_response(status, headers, exc_info)
+
+        return _Logged(self.app(environ, start), record, self.on_finish)
+
+
+class _Record:
+    def __init__(self, environ: dict, request_id: str) -> None:
+        self.request_id = request_id
+        self.method = environ.get("REQUEST_METHOD", "")
+        self.path = environ.get("PATH_INFO", "")
+        self.started = time.perf_counter()
+        self.status = 0
+        self.bytes = 0
+
+
+class _Logged:
+    def __init__(self, body: Iterable[bytes], record: _Record, on_finish) -> None:
+        self._body = body
+        self._record = record
+        self._on_finish = on_finish
+
+    def __iter__(self) -> Iterator[bytes]:
+        for piece in self._body:
+            self._record.bytes += len(piece)
+            yield piece
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            r = self._record
+            ms = (time.perf_counter() - r.started) * 1000
+            log.info(
+                "request_id=%s method=%s path=%s status=%d bytes=%d duration_ms=%.1f",
+                r.request_id, r.method, r.path, r.status, r.bytes, ms,
+            )
+            if self._on_finish is not None:
+                self._on_finish(r.status, r.bytes)

@@ -1,0 +1,179 @@
+"""The request model every endpoint shares: where fields and input come from, and their checks.
+
+Input arrives as a JSON body (`input_data`), as a raw body (application/octet-stream or
+text/plain, fields in the query string, read incrementally), or as query parameters on GET.
+Everything is validated before any work starts, and every refusal names its field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+from flask import Request
+
+from ..engine import RANGES, ParameterError, ReservoirParams
+from ..streaming.source import BytesSource, InputSource, StreamSource
+from .errors import APIError
+
+RAW_TYPES = ("application/octet-stream", "text/plain")
+JSON_TYPE = "application/json"
+#: Fields the original guide documented that change nothing here; accepted and ignored.
+IGNORED_FIELDS = frozenset({"include_intermediate", "output_format"})
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    kind: type
+    default: Any = None
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        if self.low is not None:
+            fmt = (lambda v: str(int(v))) if self.kind is int else (lambda v: f"{v:g}")
+            return f"{self.kind.__name__} in {fmt(self.low)}..{fmt(self.high)}"
+        return self.kind.__name__
+
+    def convert(self, value: Any, from_text: bool) -> Any:
+        value = self._coerce(value, from_text)
+        if self.choices and value not in self.choices:
+            raise APIError(400, f"{self.name} must be {self.describe()}, got {value!r}", self.name)
+        if self.low is not None and not self.low <= value <= self.high:
+            raise APIError(400, f"{self.name} must be {self.describe()}, got {value!r}", self.name)
+        return value
+
+    def _coerce(self, value: Any, from_text: bool) -> Any:
+        wrong = APIError(400, f"{self.name} must be {self.describe()}, got {value!r}", self.name)
+        if from_text:
+            text = str(value).strip()
+            try:
+                if self.kind is bool:
+                    if text.lower() in _TRUE | _FALSE:
+                        return text.lower() in _TRUE
+                    raise ValueError
+                return self.kind(text)
+            except ValueError:
+                raise wrong from None
+        if self.kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if type(value) is not self.kind:
+            raise wrong
+        return value
+
+
+def engine_field(name: str) -> Field:
+    limits = RANGES[name]
+    default = ReservoirParams.__dataclass_fields__[name].default
+    return Field(name, int if limits.integer else float, default, limits.low, limits.high)
+
+
+ENGINE_FIELDS = tuple(engine_field(name) for name in ("membrane_depth", "esn_size", "frame_size", "seed"))
+COMMON_FIELDS = (
+    Field("input_data", str),
+    *ENGINE_FIELDS,
+    Field("processing_mode", str, "streaming", choices=("server_side", "streaming", "batch")),
+)
+
+
+@dataclass
+class ProcessingRequest:
+    params: ReservoirParams
+    processing_mode: str
+    source: InputSource
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_request(request: Request, extra: Sequence[Field] = (), *, max_body_bytes: int) -> ProcessingRequest:
+    """Validate a request completely, before any work, into parameters and an input source."""
+    declared = {f.name: f for f in (*COMMON_FIELDS, *extra)}
+    raw_body: InputSource | None = None
+    query = _single_values(request.args)
+    body_values: dict[str, Any] = {}
+
+    if request.method == "POST" and _has_body(request):
+        if request.content_length is not None and request.content_length > max_body_bytes:
+            raise APIError(413, f"request body exceeds the limit of {max_body_bytes} bytes", None)
+        mimetype = request.mimetype
+        if mimetype == JSON_TYPE:
+            body_values = _json_object(request)
+        elif mimetype in RAW_TYPES:
+            raw_body = StreamSource(request.stream, request.content_length, max_body_bytes)
+        else:
+            raise APIError(
+                415,
+                f"unsupported Content-Type {mimetype or '(none)'!r}: use {JSON_TYPE} with input_data, "
+                f"or a raw body as {' or '.join(RAW_TYPES)}",
+                None,
+            )
+
+    twice = sorted(set(query) & set(body_values))
+    if twice:
+        raise APIError(400, f"{twice[0]} is given both in the query string and in the body", twice[0])
+    values = {}
+    for name, value in [*((k, (v, True)) for k, v in query.items()), *((k, (v, False)) for k, v in body_values.items())]:
+        if name in IGNORED_FIELDS:
+            continue
+        spec = declared.get(name)
+        if spec is None:
+            raise APIError(400, f"unknown field {name!r}; accepted: {', '.join(sorted(declared))}", name)
+        values[name] = spec.convert(*value)
+
+    text = values.pop("input_data", None)
+    if text is not None and raw_body is not None:
+        raise APIError(400, "give the input either as a raw body or as input_data, not both", "input_data")
+    if text is None and raw_body is None:
+        raise APIError(400, "input is required: input_data, or a raw request body", "input_data")
+    source = raw_body or BytesSource(text.encode("utf-8"))
+    if source.size is not None and source.size > max_body_bytes:
+        raise APIError(413, f"input exceeds the limit of {max_body_bytes} bytes", "input_data")
+
+    engine_values = {f.name: values.pop(f.name, f.default) for f in ENGINE_FIELDS}
+    try:
+        params = ReservoirParams(**engine_values)
+    except ParameterError as exc:
+        raise APIError(400, exc.message, exc.field) from None
+    mode = values.pop("processing_mode", "streaming")
+    options = {f.name: values.get(f.name, f.default) for f in extra}
+    return ProcessingRequest(params=params, processing_mode=mode, source=source, options=options)
+
+
+def parse_fields(args: Mapping[str, str], fields: Sequence[Field]) -> dict[str, Any]:
+    """Query-only endpoints (e.g. membrane_info): the same checks, no input."""
+    declared = {f.name: f for f in fields}
+    values = {f.name: f.default for f in fields}
+    for name, value in _single_values(args).items():
+        spec = declared.get(name)
+        if spec is None:
+            raise APIError(400, f"unknown field {name!r}; accepted: {', '.join(sorted(declared))}", name)
+        values[name] = spec.convert(value, True)
+    return values
+
+
+def _single_values(args) -> dict[str, str]:
+    values = {}
+    for name in args:
+        given = args.getlist(name)
+        if len(given) > 1:
+            raise APIError(400, f"{name} is given more than once", name)
+        values[name] = given[0]
+    return values
+
+
+def _has_body(request: Request) -> bool:
+    if request.content_length is not None:
+        return request.content_length > 0
+    return "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+
+
+def _json_object(request: Request) -> dict[str, Any]:
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise APIError(400, "the body must be a JSON object", None)
+    return data

@@ -1,0 +1,86 @@
+"""The real service: gunicorn with the gevent worker, started as the Procfile does."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import requests
+
+from dtesn.engine import ReservoirParams, session
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_health_and_request_id(server):
+    r = requests.get(server.url + "/health", timeout=5)
+    assert r.status_code == 200 and r.json()["status"] == "ok"
+    assert re.fullmatch(r"[A-Za-z0-9_-]{1,32}", r.headers["X-Request-ID"])
+
+
+def test_process_json_and_raw_bodies(server):
+    text = "Deep tree echo " * 100
+    r = requests.post(server.url + "/deep_tree_echo/process", json={"input_data": text, "esn_size": 256}, timeout=10)
+    assert r.status_code == 200
+    expected = session(ReservoirParams(esn_size=256)).feed(text.encode(), final=True)
+    assert r.json()["digest"] == expected.digest
+
+    def chunked():  # no Content-Length: requests sends Transfer-Encoding: chunked
+        for _ in range(100):
+            yield b"Deep tree echo "
+
+    r = requests.post(server.url + "/deep_tree_echo/process?esn_size=256", data=chunked(),
+                      headers={"Content-Type": "application/octet-stream"}, timeout=10)
+    assert r.status_code == 200 and r.json()["digest"] == expected.digest
+
+
+def test_errors_are_json_from_the_real_server(server):
+    r = requests.post(server.url + "/deep_tree_echo/process", data="x", headers={"Content-Type": "image/png"}, timeout=5)
+    assert r.status_code == 415 and r.json()["error"]
+    r = requests.delete(server.url + "/deep_tree_echo/status", timeout=5)
+    assert r.status_code == 405 and "GET" in r.headers["Allow"] and r.json()["error"]
+
+
+def test_one_log_line_per_request_with_its_id(server):
+    r = requests.get(server.url + "/deep_tree_echo/status", timeout=5)
+    rid = r.headers["X-Request-ID"]
+    lines = [line for line in server.log().splitlines() if f"request_id={rid} " in line]
+    assert len(lines) == 1
+    assert re.search(r"method=GET path=/deep_tree_echo/status status=200 bytes=\d+ duration_ms=[\d.]+", lines[0])
+
+
+def test_status_counts_requests_of_the_worker(server):
+    before = requests.get(server.url + "/deep_tree_echo/status", timeout=5).json()
+    requests.get(server.url + "/health", timeout=5)
+    after = requests.get(server.url + "/deep_tree_echo/status", timeout=5).json()
+    assert after["worker_pid"] == before["worker_pid"]
+    assert after["requests"] >= before["requests"] + 2
+
+
+def test_runs_the_gevent_worker(server):
+    assert len(server.worker_pids()) == 1
+    assert "gevent" in server.log().lower()  # gunicorn names the worker class at boot
+
+
+def test_invalid_configuration_stops_start_up_with_a_clear_message():
+    env = {**os.environ, "DTESN_MAX_BODY_BYTES": "lots", "DTESN_BIND": "127.0.0.1:0"}
+    gunicorn = str(Path(sys.executable).parent / "gunicorn")
+    out = subprocess.run([gunicorn, "-c", "config/gunicorn.conf.py", "app:app"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode != 0
+    assert "invalid configuration: DTESN_MAX_BODY_BYTES='lots' is not a valid int" in out.stderr + out.stdout
+
+
+def test_config_binds_port_for_a_paas_and_uses_one_blas_thread():
+    env = {"PORT": "5055"}
+    code = (
+        "import os, runpy; c = runpy.run_path('config/gunicorn.conf.py');"
+        "print(c['bind'], c['workers'], c['worker_class'], c['preload_app'], os.environ['OPENBLAS_NUM_THREADS'])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, **env, "WEB_CONCURRENCY": "3"},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["0.0.0.0:5055", "3", "gevent", "False", "1"]
+    clean = {k: v for k, v in os.environ.items() if k not in ("PORT", "DTESN_BIND", "OPENBLAS_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=clean, capture_output=True, text=True, check=True)
+    assert out.stdout.split()[0] == "127.0.0.1:8000"
