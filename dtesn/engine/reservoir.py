@@ -47,7 +47,7 @@ class Reservoir:
         """
         w, traj, gathered, pre = self.weights, self._trajectory, self._gathered, self._pre
         sources, values, leak = w.sources, w.values, w.leak
-        take, multiply, reduce, tanh, add = np.take, np.multiply, np.add.reduce, np.tanh, np.add
+        multiply, reduce, tanh, add = np.multiply, np.add.reduce, np.tanh, np.add
         skin = pre[: drive.shape[1]]
         m = w.tree.count
         for start in range(0, len(drive), self.block):
@@ -55,7 +55,7 @@ class Reservoir:
             steps = len(block)
             for t in range(steps):  # the hot loop: eight array calls, no allocation
                 x = traj[t]
-                take(x, sources, out=gathered, mode="clip")  # indices are valid; clip skips a copy
+                x.take(sources, None, gathered, "clip")  # the method skips np.take's wrapper; clip skips a copy
                 multiply(gathered, values, out=gathered)
                 reduce(gathered, axis=0, out=pre)
                 skin += block[t]

@@ -2,27 +2,40 @@
 
 NumPy releases the GIL inside its kernels, so a real OS thread from gevent's pool keeps the
 event loop (heartbeats, other streams, gunicorn's liveness check) running while it computes.
-Outside a gevent-patched process (tests with Flask's client, scripts) the call runs inline.
+Outside a gevent-patched process (Flask's test client, scripts) the call runs inline.
 """
 
 from __future__ import annotations
 
 from typing import Callable, TypeVar
 
+import gevent
+from gevent import monkey
+
 T = TypeVar("T")
 
+# A real lock even when threading is patched: the counter is touched from pool threads.
+_lock = monkey.get_original("_thread", "allocate_lock")()
+_running = 0
 
-def gevent_active() -> bool:
+
+def running_tasks() -> int:
+    """Engine tasks executing right now in this process (a cancelled stream's drop to 0)."""
+    return _running
+
+
+def _counted(fn: Callable[..., T], args: tuple) -> T:
+    global _running
+    with _lock:
+        _running += 1
     try:
-        from gevent import monkey
-    except ImportError:  # pragma: no cover - gevent is a runtime dependency
-        return False
-    return monkey.is_module_patched("socket")
+        return fn(*args)
+    finally:
+        with _lock:
+            _running -= 1
 
 
 def run_blocking(fn: Callable[..., T], *args: object) -> T:
-    if not gevent_active():
-        return fn(*args)
-    import gevent
-
-    return gevent.get_hub().threadpool.apply(fn, args)
+    if not monkey.is_module_patched("socket"):
+        return _counted(fn, args)
+    return gevent.get_hub().threadpool.apply(_counted, (fn, args))

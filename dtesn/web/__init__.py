@@ -11,6 +11,7 @@ from .api import health_bp
 from .errors import register_error_handlers
 from .metrics import Metrics
 from .request_log import RequestLog, configure_access_log
+from .streams import bp as streams_bp
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -29,6 +30,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_error_handlers(app)
     app.register_blueprint(health_bp)
     app.register_blueprint(api_bp)
+    app.register_blueprint(streams_bp)
     configure_access_log()
     app.wsgi_app = RequestLog(app.wsgi_app, on_finish=metrics.request_finished)
     return app

@@ -8,7 +8,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from .. import __version__
 from ..engine import ParameterError, ReservoirParams, membrane_tree, session, weight_cache
-from ..streaming.offload import run_blocking
+from ..streaming.offload import run_blocking, running_tasks
 from ..streaming.source import InputTooLarge, read_all
 from .errors import APIError
 from .request_model import COMMON_FIELDS, ENGINE_FIELDS, parse_fields, parse_request
@@ -105,7 +105,7 @@ def process():
 def status():
     """Live counters of the worker that answers: streams, requests, bytes, engine cache."""
     metrics = current_app.extensions["dtesn.metrics"]
-    return jsonify({**metrics.snapshot(), "engine_cache": weight_cache.info()})
+    return jsonify({**metrics.snapshot(), "compute_tasks": running_tasks(), "engine_cache": weight_cache.info()})
 
 
 MEMBRANE_FIELDS = (ENGINE_FIELDS[0], ENGINE_FIELDS[1])

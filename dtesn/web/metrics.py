@@ -24,6 +24,15 @@ class Metrics:
             self.requests += 1
             self.by_status[f"{status // 100}xx"] += 1
 
+    def stream_opened(self) -> None:
+        with self._lock:
+            self.active_streams += 1
+            self.streams_started += 1
+
+    def stream_closed(self) -> None:
+        with self._lock:
+            self.active_streams -= 1
+
     def processed(self, input_bytes: int, steps: int) -> None:
         with self._lock:
             self.bytes_processed += input_bytes

@@ -1,0 +1,118 @@
+"""Timer-driven heartbeats, a hub that never blocks, disconnects, and bounded memory.
+
+These run against their own gunicorn+gevent server with a 0.3 s heartbeat interval and
+gevent's monitor thread reporting any hub block over 0.1 s.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from duplex_client import DuplexResponse, pattern
+from sse_client import events
+
+HEARTBEAT = 0.3
+# A deliberately slow configuration: 8192 one-byte frames per chunk through 4096 neurons.
+SLOW = "stream_chunks?chunk_size=8192&esn_size=4096&membrane_depth=6&frame_size=1"
+
+
+@pytest.fixture(scope="module")
+def live_server(start_server):
+    return start_server(
+        DTESN_HEARTBEAT_INTERVAL=str(HEARTBEAT),
+        GEVENT_MONITOR_THREAD_ENABLE="1",
+        GEVENT_MAX_BLOCKING_TIME="0.1",
+    )
+
+
+def gaps(evs) -> list[float]:
+    times = [ev.arrived for ev in evs]
+    return [b - a for a, b in zip(times, times[1:])]
+
+
+def slow_stream(server, nbytes: int, results: list) -> None:
+    r = requests.post(server.url + "/deep_tree_echo/" + SLOW, data=bytes(range(256)) * (nbytes // 256),
+                      headers={"Content-Type": "application/octet-stream"}, stream=True, timeout=120)
+    results.append(list(events(r)))
+
+
+def test_heartbeats_fill_every_gap_while_two_streams_compute(live_server):
+    results: list = []
+    threads = [threading.Thread(target=slow_stream, args=(live_server, 3 * 8192, results)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 2
+    for evs in results:
+        assert evs[-1].type == "completion"
+        assert sum(ev.type == "heartbeat" for ev in evs) >= 2, "chunks take longer than the interval"
+        assert max(gaps(evs)) <= 2 * HEARTBEAT
+        beat = next(ev for ev in evs if ev.type == "heartbeat").json
+        assert set(beat) >= {"progress", "chunks_processed", "bytes_processed", "elapsed_ms", "estimated_remaining_ms"}
+    assert "appears to be blocked" not in live_server.log()
+
+
+def test_a_client_that_leaves_stops_its_computation_within_a_second(live_server):
+    status = live_server.url + "/deep_tree_echo/status"
+    r = requests.post(live_server.url + "/deep_tree_echo/" + SLOW, data=bytes(200 * 8192),
+                      headers={"Content-Type": "application/octet-stream"}, stream=True, timeout=60)
+    stream = events(r)
+    while next(stream).type != "chunk":
+        pass
+    assert requests.get(status, timeout=5).json()["active_streams"] == 1
+    left = time.monotonic()
+    r.close()
+    while True:
+        body = requests.get(status, timeout=5).json()
+        if body["active_streams"] == 0 and body["compute_tasks"] == 0:
+            break
+        assert time.monotonic() - left < 1.0, body
+        time.sleep(0.02)
+    steps = body["steps_processed"]
+    time.sleep(0.5)
+    assert requests.get(status, timeout=5).json()["steps_processed"] == steps
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_a_200_mb_raw_body_streams_in_bounded_memory(live_server):
+    (pid,) = live_server.worker_pids()
+    size = 200 * 1024 * 1024
+    # warm the configuration so the baseline includes its weights
+    requests.get(live_server.url + "/deep_tree_echo/stream_chunks?input_data=x&esn_size=32&membrane_depth=1"
+                 "&frame_size=4096", timeout=10).content
+    baseline, peak = rss_kb(pid), 0
+    done = threading.Event()
+
+    def sample():
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, rss_kb(pid))
+            time.sleep(0.01)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        r = DuplexResponse(live_server.port, "/deep_tree_echo/stream_chunks?chunk_size=8192&esn_size=32"
+                           "&membrane_depth=1&frame_size=4096", pattern(size))
+        last = None
+        for last in events(r):
+            pass
+        r.close()
+    finally:
+        done.set()
+        sampler.join()
+    assert last is not None and last.type == "completion"
+    assert last.json["bytes_processed"] == size
+    assert (peak - baseline) / 1024 < 64, f"worker grew by {(peak - baseline) / 1024:.1f} MB"
