@@ -6,80 +6,11 @@ app:app`), on 127.0.0.1 and a free port, and stopped by its PID.
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import pytest
-import requests
 
 from dtesn.settings import Settings
 from dtesn.web import create_app
-
-ROOT = Path(__file__).resolve().parent.parent
-PROCFILE_COMMAND = (ROOT / "Procfile").read_text().split(":", 1)[1].split()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """A gunicorn process running the app; `url` is its base address."""
-
-    def __init__(self, log_dir: Path, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_dir / f"server-{self.port}.log"
-        bin_dir = Path(sys.executable).parent
-        command = [str(bin_dir / PROCFILE_COMMAND[0]), *PROCFILE_COMMAND[1:]]
-        full_env = {
-            **os.environ,
-            "DTESN_BIND": f"127.0.0.1:{self.port}",
-            "WEB_CONCURRENCY": "1",
-            "PYTHONUNBUFFERED": "1",
-            **(env or {}),
-        }
-        self._log = self.log_path.open("wb")
-        self.process = subprocess.Popen(command, cwd=ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT)
-        self._wait_ready()
-
-    def _wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.log()}")
-            try:
-                if requests.get(self.url + "/health", timeout=1).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"server not ready in {timeout} s:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def worker_pids(self) -> list[int]:
-        out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True)
-        return [int(pid) for pid in out.stdout.split()]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
+from tests.support.server import Server
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 import pytest
 
 from dtesn.streaming import sse
-from sse_client import parse
+from tests.support.sse import parse
 
 
 def test_event_fields_and_multiline_data():

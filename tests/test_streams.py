@@ -12,8 +12,8 @@ import requests
 
 from dtesn.engine import ReservoirParams, session
 from dtesn.streaming.compression import unpack
-from duplex_client import DuplexResponse, pattern
-from sse_client import events
+from tests.support.duplex import DuplexResponse, pattern
+from tests.support.sse import events
 
 TEXT = ("Deep tree echo state networks stream their states. " * 200).encode()
 
