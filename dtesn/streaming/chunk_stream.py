@@ -12,7 +12,7 @@ from typing import Callable, Iterator
 from ..engine import ReservoirParams
 from . import rates, sse
 from .compression import pack
-from .pump import ChunkDone, Failed, Finished, Heartbeat, Progress, Pump, Rendered
+from .pump import Batch, ChunkDone, Failed, Finished, Heartbeat, Progress, Pump
 from .source import InputSource
 
 #: Inputs above this are "large": a heartbeat goes out before processing starts.
@@ -45,8 +45,8 @@ def chunk_stream(
         if size is None or size > LARGE_INPUT_BYTES:
             yield base.heartbeat(pump.progress())
         for item in pump.items(spec.heartbeat_interval):
-            if isinstance(item, Rendered):
-                yield item.event
+            if isinstance(item, Batch):
+                yield item.events
             elif isinstance(item, Heartbeat):
                 yield base.heartbeat(item.progress)
             elif isinstance(item, Finished):

@@ -35,7 +35,23 @@ def _counted(fn: Callable[..., T], args: tuple) -> T:
             _running -= 1
 
 
+class _Done:
+    def __init__(self, value: object) -> None:
+        self._value = value
+
+    def get(self) -> object:
+        return self._value
+
+
+def submit(fn: Callable[..., T], *args: object, inline: bool = False):
+    """Start `fn` in a pool thread; `.get()` on the result waits for it cooperatively.
+
+    With `inline` (work too small to be worth a thread) or outside gevent, it runs now.
+    """
+    if inline or not monkey.is_module_patched("socket"):
+        return _Done(_counted(fn, args))
+    return gevent.get_hub().threadpool.spawn(_counted, fn, args)
+
+
 def run_blocking(fn: Callable[..., T], *args: object) -> T:
-    if not monkey.is_module_patched("socket"):
-        return _counted(fn, args)
-    return gevent.get_hub().threadpool.apply(_counted, (fn, args))
+    return submit(fn, *args).get()

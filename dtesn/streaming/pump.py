@@ -25,10 +25,14 @@ from gevent.queue import Empty, Queue
 from ..engine import ChunkResult, ReservoirParams, Session, session
 from . import rates
 from .disconnect import watch_for_close
-from .offload import run_blocking
+from .offload import run_blocking, submit
 from .source import InputSource, InputTooLarge
 
 SLICE_SECONDS = 0.1
+#: Chunks are handed to a pool thread in batches of about this much compute, at most
+#: BATCH_BYTES of input: one hand-off and one write per batch instead of per chunk.
+BATCH_SECONDS = 0.05
+BATCH_BYTES = 1 << 20
 #: A chunk expected to take less than this runs on the hub: a pool thread costs more.
 INLINE_SECONDS = 0.002
 INLINE_VALUES = 4096  # features per chunk: JSON-encoding more than this costs over a millisecond
@@ -67,11 +71,11 @@ class ChunkDone:
 
 
 @dataclass(frozen=True)
-class Rendered:
-    """A chunk's event, encoded where it was computed (off the hub when the chunk is large)."""
+class Batch:
+    """Consecutive chunks computed in one pool task, their events already encoded there."""
 
-    chunk: ChunkDone
-    event: bytes
+    chunks: list[ChunkDone]
+    events: bytes
 
 
 @dataclass(frozen=True)
@@ -96,7 +100,7 @@ class Failed:
     progress: Progress
 
 
-Item = Rendered | Heartbeat | Finished | Failed
+Item = Batch | Heartbeat | Finished | Failed
 _CANCEL = object()
 
 
@@ -124,6 +128,7 @@ class Pump:
         self._bytes = 0
         self._steps = 0
         self._compute_s = 0.0
+        self._ahead = b""  # the chunk read after the current batch: tells whether input ends
         self._producer: gevent.Greenlet | None = None
         self._watcher: gevent.Greenlet | None = None
 
@@ -172,42 +177,56 @@ class Pump:
     # -- the producer's side -----------------------------------------------------------
 
     def _produce(self) -> None:
-        index = 0
+        """Read batch k+1 while a pool thread computes batch k; hand results over in order."""
         try:
             engine_session = run_blocking(session, self.params)
-            piece = self._read_chunk()
-            while piece:
-                following = self._read_chunk()
-                if not following:
-                    self._input_finished()
-                job = (engine_session, index, piece, not following)
-                if self._small(len(piece)):
-                    rendered = self._chunk(*job)
-                else:
-                    rendered = run_blocking(self._chunk, *job)
-                done = rendered.chunk
-                rates.record(self.params, done.result.steps, done.compute_s)
-                self._chunks += 1
-                self._bytes += done.nbytes
-                self._steps += done.result.steps
-                self._compute_s += done.compute_s
-                if self.on_chunk is not None:
-                    self.on_chunk(done.nbytes, done.result.steps)
-                self._queue.put(rendered)
-                index += 1
-                piece = following
+            self._ahead = self._read_chunk()
+            pieces = self._read_batch()
+            while pieces:
+                final = not self._ahead
+                job = submit(self._compute_batch, engine_session, pieces, final, self.progress(),
+                             inline=self._small(sum(map(len, pieces))))
+                following = self._read_batch()
+                batch = job.get()
+                for done in batch.chunks:
+                    self._account(done)
+                self._queue.put(batch)
+                pieces = following
             self._input_finished()
             duration = time.monotonic() - self._started
             self._queue.put(Finished(self._chunks, self._bytes, self._steps, duration, engine_session.digest()))
         except Cancelled:
             pass
         except InputTooLarge as exc:
-            self._queue.put(Failed(str(exc), False, index, self.progress()))
+            self._queue.put(Failed(str(exc), False, self._chunks, self.progress()))
         except OSError:  # the request body broke off: the client is gone
             self._cancel_from_producer()
         except Exception:  # noqa: BLE001 - reported to the client as an error event, logged by gevent
-            self._queue.put(Failed("internal error while processing", False, index, self.progress()))
+            self._queue.put(Failed("internal error while processing", False, self._chunks, self.progress()))
             raise
+
+    def _account(self, done: ChunkDone) -> None:
+        rates.record(self.params, done.result.steps, done.compute_s)
+        self._chunks += 1
+        self._bytes += done.nbytes
+        self._steps += done.result.steps
+        self._compute_s += done.compute_s
+        if self.on_chunk is not None:
+            self.on_chunk(done.nbytes, done.result.steps)
+
+    def _read_batch(self) -> list[bytes]:
+        """Chunks worth about BATCH_SECONDS of compute (one when the rate is unknown)."""
+        rate = rates.steps_per_sec(self.params)
+        chunk_steps = max(1.0, self.chunk_size / self.params.frame_size)
+        by_time = 1 if rate is None else int(rate * BATCH_SECONDS / chunk_steps)
+        limit = max(1, min(by_time, BATCH_BYTES // self.chunk_size))
+        pieces = []
+        while self._ahead and len(pieces) < limit:
+            pieces.append(self._ahead)
+            self._ahead = self._read_chunk()
+        if not self._ahead:
+            self._input_finished()
+        return pieces
 
     def _read_chunk(self) -> bytes:
         parts, wanted = [], self.chunk_size
@@ -248,13 +267,22 @@ class Pump:
         steps = nbytes / self.params.frame_size
         return rate is not None and steps / rate <= INLINE_SECONDS and steps * self.params.membranes <= INLINE_VALUES
 
-    def _chunk(self, s: Session, index: int, data: bytes, final: bool) -> Rendered:
-        """Compute and encode one chunk (in a pool thread unless it is tiny)."""
-        started = time.perf_counter()
-        result = self._compute(s, data, final)
-        compute_s = time.perf_counter() - started
-        done = ChunkDone(index, self._bytes, len(data), result, compute_s, self.progress(1, len(data), compute_s))
-        return Rendered(done, self.render(done))
+    def _compute_batch(self, s: Session, pieces: list[bytes], final: bool, before: Progress) -> Batch:
+        """Compute and encode consecutive chunks (in a pool thread unless they are tiny)."""
+        chunks, events = [], []
+        nbytes, spent = 0, 0.0
+        for i, data in enumerate(pieces):
+            started = time.perf_counter()
+            result = self._compute(s, data, final and i == len(pieces) - 1)
+            compute_s = time.perf_counter() - started
+            offset = before.bytes_done + nbytes
+            nbytes += len(data)
+            spent += compute_s
+            done = ChunkDone(before.chunks + i, offset, len(data), result, compute_s,
+                             self.progress(i + 1, nbytes, spent))
+            chunks.append(done)
+            events.append(self.render(done))
+        return Batch(chunks, b"".join(events))
 
     def _compute(self, s: Session, data: bytes, final: bool) -> ChunkResult:
         """Runs in a pool thread: slices of about SLICE_SECONDS, checking for cancellation."""
