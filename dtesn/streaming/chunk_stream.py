@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
+import numpy as np
+
 from ..engine import ReservoirParams
 from . import rates, sse
 from .compression import pack
@@ -57,6 +59,18 @@ def chunk_stream(
         pump.close()
 
 
+def features_json(features: np.ndarray, values_per_piece: int = 4096) -> str:
+    """JSON of a (steps, membranes) array, encoded a block of rows at a time.
+
+    json.dumps holds the GIL for its whole call; a chunk of 300k values would keep the hub
+    (heartbeats, other streams) waiting for a third of a second. Block by block, the
+    interpreter can hand the GIL over between blocks.
+    """
+    rows = max(1, values_per_piece // max(1, features.shape[1]))
+    pieces = (sse.encode_json(features[i : i + rows].tolist())[1:-1] for i in range(0, len(features), rows))
+    return "[" + ",".join(pieces) + "]"
+
+
 class _Events:
     def __init__(self, spec: ChunkStreamSpec) -> None:
         self.spec = spec
@@ -100,11 +114,10 @@ class _Events:
         })
 
     def chunk(self, done: ChunkDone) -> bytes:
-        result = {
-            "features": done.result.features.tolist(),
-            "energy": done.result.energy,
-            "digest": done.result.digest,
-        }
+        result = (
+            f'{{"features":{features_json(done.result.features)},'
+            f'"energy":{sse.encode_json(done.result.energy)},"digest":"{done.result.digest}"}}'
+        )
         body = {
             **self._common("chunk"),
             "chunk_index": done.index,
@@ -114,10 +127,10 @@ class _Events:
             "progress": done.progress.fraction,
             "processing_time_ms": round(done.compute_s * 1000, 3),
         }
-        packed = pack(sse.encode_json(result).encode("utf-8")) if self.spec.compress else None
+        packed = pack(result.encode("utf-8")) if self.spec.compress else None
         if packed is None:
             body["compressed"] = False
-            body["result"] = result
+            text = sse.encode_json(body)[:-1] + f',"result":{result}}}'
         else:
             body.update(
                 compressed=True,
@@ -126,7 +139,8 @@ class _Events:
                 original_size=packed.original_size,
                 compressed_size=packed.compressed_size,
             )
-        return sse.event(body, id=f"{self.spec.request_id}:{done.index}")
+            text = sse.encode_json(body)
+        return sse.event(text, id=f"{self.spec.request_id}:{done.index}")
 
     def completion(self, done: Finished) -> bytes:
         return sse.event({

@@ -26,13 +26,20 @@ class Event:
 
 
 def parse(chunks: Iterator[bytes]) -> Iterator[Event]:
-    """Parse an SSE byte stream (per the WHATWG rules we rely on) into events."""
-    buffer = b""
+    """Parse an SSE byte stream (per the WHATWG rules we rely on) into events.
+
+    Linear in the stream's size: a multi-megabyte event arriving in small pieces must not
+    be re-copied per piece, or the reader (not the server) sets the pace.
+    """
+    buffer = bytearray()
     retry = None
     for chunk in chunks:
+        search_from = max(0, len(buffer) - 1)
         buffer += chunk
-        while b"\n\n" in buffer:
-            block, buffer = buffer.split(b"\n\n", 1)
+        while (end := buffer.find(b"\n\n", search_from)) != -1:
+            block = bytes(buffer[:end])
+            del buffer[: end + 2]
+            search_from = 0
             fields: dict[str, list[str]] = {}
             for line in block.decode("utf-8").split("\n"):
                 if not line or line.startswith(":"):
