@@ -104,7 +104,9 @@ def parse_request(request: Request, extra: Sequence[Field] = (), *, max_body_byt
         if mimetype == JSON_TYPE:
             body_values = _json_object(request)
         elif mimetype in RAW_TYPES:
-            raw_body = StreamSource(request.stream, request.content_length, max_body_bytes)
+            # The server's own input stream: StreamSource enforces the limit as it reads (werkzeug's
+            # wrapper would raise its HTTP 413 in the middle of a stream instead).
+            raw_body = StreamSource(request.environ["wsgi.input"], request.content_length, max_body_bytes)
         else:
             raise APIError(
                 415,

@@ -6,13 +6,18 @@ from typing import Iterator
 
 from flask import Blueprint, Response, current_app, request
 
-from ..streaming.chunk_stream import ChunkStreamSpec, chunk_stream
+from ..streaming.chunk_events import ChunkEvents, ChunkOptions
+from ..streaming.large_dataset_events import LargeDatasetEvents, PayloadOptions, optimal_chunk_size
+from ..streaming.payload import CODECS, DTYPES, ENCODINGS
+from ..streaming.stream import StreamSpec, event_stream
+from .errors import APIError
 from .request_model import Field, ProcessingRequest, parse_request
 
 bp = Blueprint("streams", __name__, url_prefix="/deep_tree_echo")
 
 STREAM_PROCESS_CHUNK_BYTES = 4096
 CHUNK_STREAM_HEARTBEAT_S = 25.0
+LARGE_DATASET_HEARTBEAT_S = 20.0
 SSE_HEADERS = {
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",
@@ -25,12 +30,22 @@ CHUNK_FIELDS = (
 )
 
 
+LARGE_DATASET_FIELDS = (
+    Field("max_chunk_size", int, 16384, 512, 16384),
+    Field("compression_level", int, 1, 0, 3),
+    Field("encoding", str, "base64", choices=ENCODINGS),
+    Field("dtype", str, "float32", choices=tuple(DTYPES)),
+    Field("codecs", str, ",".join(CODECS)),
+)
+
+
 @bp.route("/stream_process", methods=["GET", "POST"])
 def stream_process():
     """SSE: metadata, a chunk event per 4096 input bytes with real progress, heartbeats, completion."""
     parsed = _parse()
-    spec = _spec(parsed, STREAM_PROCESS_CHUNK_BYTES, compress=False, heartbeats=True)
-    return _sse(chunk_stream(spec, **_stream_hooks()))
+    spec = _spec(parsed, STREAM_PROCESS_CHUNK_BYTES, CHUNK_STREAM_HEARTBEAT_S)
+    events = ChunkEvents(spec, ChunkOptions(compress=False, processing_mode=parsed.processing_mode))
+    return _sse(event_stream(spec, events, **_stream_hooks()))
 
 
 @bp.route("/stream_chunks", methods=["GET", "POST"])
@@ -38,25 +53,52 @@ def stream_chunks():
     """SSE in chunks of chunk_size bytes, optionally compressed, heartbeats unless turned off."""
     parsed = _parse(CHUNK_FIELDS)
     o = parsed.options
-    spec = _spec(parsed, o["chunk_size"], compress=o["enable_compression"], heartbeats=o["timeout_prevention"])
+    spec = _spec(parsed, o["chunk_size"], CHUNK_STREAM_HEARTBEAT_S if o["timeout_prevention"] else None)
+    events = ChunkEvents(spec, ChunkOptions(compress=o["enable_compression"], processing_mode=parsed.processing_mode))
     headers = {"X-Chunk-Streaming": "true", "X-Chunk-Size": str(o["chunk_size"])}
-    return _sse(chunk_stream(spec, **_stream_hooks()), headers)
+    return _sse(event_stream(spec, events, **_stream_hooks()), headers)
+
+
+@bp.route("/stream_large_dataset", methods=["GET", "POST"])
+def stream_large_dataset():
+    """SSE with named events: features as compressed binary, about 100 adaptive chunks."""
+    parsed = _parse(LARGE_DATASET_FIELDS)
+    o = parsed.options
+    codecs = _codecs(o["codecs"])
+    chunk_size = optimal_chunk_size(parsed.source.size, o["max_chunk_size"])
+    spec = _spec(parsed, chunk_size, LARGE_DATASET_HEARTBEAT_S)
+    events = LargeDatasetEvents(spec, PayloadOptions(o["compression_level"], o["encoding"], o["dtype"], codecs))
+    headers = {
+        "X-Large-Dataset-Optimized": "true",
+        "X-Compression-Level": str(o["compression_level"]),
+        "X-Timeout-Prevention": "enhanced",
+        "X-Max-Chunk-Size": str(o["max_chunk_size"]),
+    }
+    return _sse(event_stream(spec, events, **_stream_hooks()), headers)
+
+
+def _codecs(text: str) -> tuple[str, ...]:
+    """A comma-separated subset of the codecs, e.g. "gzip,zlib" for a browser without brotli."""
+    names = tuple(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+    unknown = [name for name in names if name not in CODECS]
+    if unknown or not names:
+        raise APIError(400, f"codecs must be a comma-separated subset of {', '.join(CODECS)}", "codecs")
+    return names
 
 
 def _parse(extra: tuple[Field, ...] = ()) -> ProcessingRequest:
     return parse_request(request, extra, max_body_bytes=current_app.config["DTESN_SETTINGS"].max_body_bytes)
 
 
-def _spec(parsed: ProcessingRequest, chunk_size: int, *, compress: bool, heartbeats: bool) -> ChunkStreamSpec:
+def _spec(parsed: ProcessingRequest, chunk_size: int, heartbeat_default: float | None) -> StreamSpec:
+    """`heartbeat_default` None turns heartbeats off; else DTESN_HEARTBEAT_INTERVAL may override it."""
     settings = current_app.config["DTESN_SETTINGS"]
-    return ChunkStreamSpec(
+    return StreamSpec(
         request_id=request.environ["dtesn.request_id"],
         params=parsed.params,
         source=parsed.source,
         chunk_size=chunk_size,
-        heartbeat_interval=settings.heartbeat_for(CHUNK_STREAM_HEARTBEAT_S) if heartbeats else None,
-        compress=compress,
-        processing_mode=parsed.processing_mode,
+        heartbeat_interval=None if heartbeat_default is None else settings.heartbeat_for(heartbeat_default),
     )
 
 

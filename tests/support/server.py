@@ -67,8 +67,10 @@ class Server:
         return [int(pid) for pid in out.stdout.split()]
 
     def stop(self) -> None:
+        """Quick shutdown (SIGQUIT): a graceful one (SIGTERM) waits up to graceful_timeout
+        for idle keep-alive connections that test clients leave open."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            self.process.send_signal(signal.SIGQUIT)
             try:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:

@@ -1,62 +1,22 @@
-"""The event stream of /stream_process and /stream_chunks (unnamed events, as in the guide).
+"""The events of /stream_process and /stream_chunks (unnamed events, as in the guide).
 
 Clients use `onmessage` and switch on `type`: metadata, heartbeat, chunk, completion, error.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
-from typing import Callable, Iterator
-
 import numpy as np
 
-from ..engine import ReservoirParams
 from . import rates, sse
 from .compression import pack
-from .pump import Batch, ChunkDone, Failed, Finished, Heartbeat, Progress, Pump
-from .source import InputSource
-
-#: Inputs above this are "large": a heartbeat goes out before processing starts.
-LARGE_INPUT_BYTES = 50 * 1024
-RETRY_MS = 3000
-
+from .pump import ChunkDone, Failed, Finished, Progress
+from .stream import StreamSpec, common_fields, is_large
 
 @dataclass(frozen=True)
-class ChunkStreamSpec:
-    request_id: str
-    params: ReservoirParams
-    source: InputSource
-    chunk_size: int
-    heartbeat_interval: float | None  # None: heartbeats off (timeout_prevention=false)
+class ChunkOptions:
     compress: bool
     processing_mode: str
-
-
-def chunk_stream(
-    spec: ChunkStreamSpec,
-    *,
-    client_socket=None,
-    on_chunk: Callable[[int, int], None] | None = None,
-) -> Iterator[bytes]:
-    base = _Events(spec)
-    pump = Pump(spec.params, spec.source, spec.chunk_size, base.chunk, client_socket=client_socket, on_chunk=on_chunk)
-    try:
-        yield sse.retry(RETRY_MS) + base.metadata()
-        size = spec.source.size
-        if size is None or size > LARGE_INPUT_BYTES:
-            yield base.heartbeat(pump.progress())
-        for item in pump.items(spec.heartbeat_interval):
-            if isinstance(item, Batch):
-                yield item.events
-            elif isinstance(item, Heartbeat):
-                yield base.heartbeat(item.progress)
-            elif isinstance(item, Finished):
-                yield base.completion(item)
-            elif isinstance(item, Failed):
-                yield base.error(item)
-    finally:
-        pump.close()
 
 
 def features_json(features: np.ndarray, values_per_piece: int = 4096) -> str:
@@ -71,12 +31,13 @@ def features_json(features: np.ndarray, values_per_piece: int = 4096) -> str:
     return "[" + ",".join(pieces) + "]"
 
 
-class _Events:
-    def __init__(self, spec: ChunkStreamSpec) -> None:
+class ChunkEvents:
+    def __init__(self, spec: StreamSpec, options: ChunkOptions) -> None:
         self.spec = spec
+        self.options = options
 
     def _common(self, kind: str) -> dict:
-        return {"type": kind, "request_id": self.spec.request_id, "timestamp": round(time.time(), 3)}
+        return common_fields(kind, self.spec.request_id)
 
     def metadata(self) -> bytes:
         spec, p = self.spec, self.spec.params
@@ -92,14 +53,14 @@ class _Events:
             "membranes": p.membranes,
             "frame_size": p.frame_size,
             "seed": p.seed,
-            "processing_mode": spec.processing_mode,
+            "processing_mode": self.options.processing_mode,
             "chunk_size": spec.chunk_size,
             "estimated_chunks": None if size is None else -(-size // spec.chunk_size),
             "estimated_duration_ms": None if rate is None or estimated_steps is None else round(estimated_steps / rate * 1000, 1),
             "heartbeat_interval_s": spec.heartbeat_interval,
             "timeout_prevention_enabled": spec.heartbeat_interval is not None,
-            "compression_enabled": spec.compress,
-            "large_dataset_mode": size is None or size > LARGE_INPUT_BYTES,
+            "compression_enabled": self.options.compress,
+            "large_dataset_mode": is_large(spec),
             "server_rendered": True,
         })
 
@@ -127,7 +88,7 @@ class _Events:
             "progress": done.progress.fraction,
             "processing_time_ms": round(done.compute_s * 1000, 3),
         }
-        packed = pack(result.encode("utf-8")) if self.spec.compress else None
+        packed = pack(result.encode("utf-8")) if self.options.compress else None
         if packed is None:
             body["compressed"] = False
             text = sse.encode_json(body)[:-1] + f',"result":{result}}}'
@@ -142,7 +103,7 @@ class _Events:
             text = sse.encode_json(body)
         return sse.event(text, id=f"{self.spec.request_id}:{done.index}")
 
-    def completion(self, done: Finished) -> bytes:
+    def completion(self, done: Finished, wire_bytes: int) -> bytes:
         return sse.event({
             **self._common("completion"),
             "total_chunks": done.chunks,

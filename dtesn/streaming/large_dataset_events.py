@@ -1,0 +1,128 @@
+"""The events of /stream_large_dataset: named events, binary payloads, measured ratios.
+
+`event: metadata | heartbeat | chunk | completion | error`, with the guide's `type` names.
+Metadata and completion are plain JSON (never compressed), so any client reads them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import rates, sse
+from .payload import encode_features
+from .pump import ChunkDone, Failed, Finished, Progress
+from .stream import StreamSpec, common_fields
+
+TARGET_CHUNKS = 100
+MIN_CHUNK_BYTES = 512
+
+
+def optimal_chunk_size(total_bytes: int | None, max_chunk_size: int) -> int:
+    """About TARGET_CHUNKS chunks, within [MIN_CHUNK_BYTES, max_chunk_size]."""
+    if total_bytes is None:
+        return max_chunk_size
+    return max(MIN_CHUNK_BYTES, min(max_chunk_size, -(-total_bytes // TARGET_CHUNKS)))
+
+
+@dataclass(frozen=True)
+class PayloadOptions:
+    compression_level: int
+    encoding: str
+    dtype: str
+    codecs: tuple[str, ...]
+
+
+class LargeDatasetEvents:
+    prefix = "large_dataset"
+
+    def __init__(self, spec: StreamSpec, options: PayloadOptions) -> None:
+        self.spec = spec
+        self.options = options
+        # Written by chunk() (one batch at a time), read by completion() after the last batch.
+        self.original_bytes = 0
+        self.compressed_bytes = 0
+
+    def _event(self, name: str, kind: str, body: dict, id: str | None = None) -> bytes:
+        return sse.event({**common_fields(kind, self.spec.request_id), **body}, name=name, id=id)
+
+    def metadata(self) -> bytes:
+        spec, p, o = self.spec, self.spec.params, self.options
+        size = spec.source.size
+        rate = rates.steps_per_sec(p)
+        return self._event("metadata", f"{self.prefix}_metadata", {
+            "total_size_bytes": size,
+            "optimal_chunk_size": spec.chunk_size,
+            "estimated_chunks": None if size is None else -(-size // spec.chunk_size),
+            "estimated_duration_ms": None if rate is None or size is None
+            else round(size / p.frame_size / rate * 1000, 1),
+            "compression_level": o.compression_level,
+            "encoding": o.encoding,
+            "dtype": o.dtype,
+            "codecs": list(o.codecs),
+            "membranes": p.membranes,
+            "membrane_depth": p.membrane_depth,
+            "esn_size": p.esn_size,
+            "neurons": p.neurons,
+            "frame_size": p.frame_size,
+            "seed": p.seed,
+            "timeout_prevention": spec.heartbeat_interval is not None,
+            "heartbeat_interval_s": spec.heartbeat_interval,
+        })
+
+    def heartbeat(self, progress: Progress) -> bytes:
+        return self._event("heartbeat", f"{self.prefix}_heartbeat", {
+            "progress": progress.fraction,
+            "chunks_processed": progress.chunks,
+            "bytes_processed": progress.bytes_done,
+            "elapsed_ms": round(progress.elapsed_s * 1000, 1),
+            "est_remaining_ms": None if progress.remaining_s is None else round(progress.remaining_s * 1000, 1),
+        })
+
+    def chunk(self, done: ChunkDone) -> bytes:
+        o = self.options
+        features = done.result.features
+        payload = encode_features(features, o.compression_level, o.encoding, o.dtype, o.codecs)
+        self.original_bytes += payload.original_size
+        self.compressed_bytes += payload.compressed_size
+        kind = "compressed_chunk" if o.compression_level > 0 else f"{self.prefix}_chunk"
+        return self._event("chunk", kind, {
+            "index": done.index,
+            "offset": done.offset,
+            "bytes": done.nbytes,
+            "steps": done.result.steps,
+            "progress": done.progress.fraction,
+            "processing_time_ms": round(done.compute_s * 1000, 3),
+            "shape": list(features.shape),
+            "dtype": o.dtype,
+            "encoding": o.encoding,
+            "compression_method": payload.method,
+            "transform": payload.transform,
+            "original_size": payload.original_size,
+            "compressed_size": payload.compressed_size,
+            "data": payload.data,
+            "energy": done.result.energy,
+            "digest": done.result.digest,
+        }, id=f"{self.spec.request_id}:{done.index}")
+
+    def completion(self, done: Finished, wire_bytes: int) -> bytes:
+        seconds = done.duration_s
+        return self._event("completion", f"{self.prefix}_completion", {
+            "total_chunks": done.chunks,
+            "total_bytes": done.nbytes,
+            "total_steps": done.steps,
+            "duration_ms": round(seconds * 1000, 3),
+            "throughput_mb_per_sec": round(done.nbytes / seconds / 1e6, 3) if seconds > 0 else None,
+            "original_payload_bytes": self.original_bytes,
+            "compressed_payload_bytes": self.compressed_bytes,
+            "compression_ratio": round(self.compressed_bytes / self.original_bytes, 6) if self.original_bytes else None,
+            "wire_bytes": wire_bytes,
+            "final_digest": done.final_digest,
+        }, id=f"{self.spec.request_id}:done")
+
+    def error(self, failed: Failed) -> bytes:
+        return self._event("error", f"{self.prefix}_error", {
+            "error": failed.message,
+            "recoverable": failed.recoverable,
+            "chunk_index": failed.index,
+            "progress": failed.progress.fraction,
+        })
