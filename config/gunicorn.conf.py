@@ -50,3 +50,4 @@ loglevel = os.environ.get("DTESN_LOG_LEVEL", "info")
 # gunicorn's control socket defaults to one path per user ($HOME/.gunicorn/gunicorn.ctl), which
 # several instances on one machine (tests, a PaaS dyno's neighbours) would fight over.
 control_socket_disable = True
+

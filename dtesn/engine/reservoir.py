@@ -3,6 +3,11 @@
 x <- (1 - a) x + a tanh(W x + C x_parent + [skin] W_in u), for all membranes at once
 (synchronous: every membrane reads its parent's state from the previous step, so coupling
 flows down the tree one level per step).
+
+Each row of the trajectory buffer holds a step's state followed by that step's skin drive,
+and the connection table has one more row that reads the drive (weight 1 for skin neurons,
+0 elsewhere): the gather picks the input up with everything else, one array call fewer per
+step than adding it separately.
 """
 
 from __future__ import annotations
@@ -18,26 +23,32 @@ BLOCK_BYTES = 2 << 20
 class Reservoir:
     """One network's state plus the scratch buffers that make a step allocation-free."""
 
-    def __init__(self, weights: Weights, state: np.ndarray | None = None) -> None:
+    def __init__(self, weights: Weights) -> None:
         self.weights = weights
         self.dtype = weights.values.dtype
-        n_total = weights.neurons
+        n_total, n_skin = weights.neurons, weights.input_units.shape[1]
         self.block = max(64, BLOCK_BYTES // (n_total * self.dtype.itemsize))
-        self._trajectory = np.zeros((self.block + 1, n_total), dtype=self.dtype)
-        self._gathered = np.empty(weights.sources.shape, dtype=self.dtype)
+        self._trajectory = np.zeros((self.block + 1, n_total + n_skin), dtype=self.dtype)
+        self._states = self._trajectory[:, :n_total]
+        self._drives = self._trajectory[:, n_total:]
+        drive_row = np.full((1, n_total), n_total, dtype=weights.sources.dtype)
+        drive_row[0, :n_skin] += np.arange(n_skin)
+        self._sources = np.concatenate([weights.sources, drive_row])
+        drive_weight = np.zeros((1, n_total), dtype=self.dtype)
+        drive_weight[0, :n_skin] = 1
+        self._values = np.concatenate([weights.values, drive_weight])
+        self._gathered = np.empty(self._sources.shape, dtype=self.dtype)
         self._pre = np.empty(n_total, dtype=self.dtype)
-        if state is not None:
-            self.state = state
 
     @property
     def state(self) -> np.ndarray:
-        return self._trajectory[0]
+        return self._states[0]
 
     @state.setter
     def state(self, value: np.ndarray) -> None:
         if value.shape != (self.weights.neurons,):
             raise ValueError(f"state must have shape ({self.weights.neurons},)")
-        self._trajectory[0] = value
+        self._states[0] = value
 
     def advance(self, drive: np.ndarray, features: np.ndarray, states: np.ndarray | None = None) -> None:
         """Advance len(drive) steps; write per-step membrane means into `features`.
@@ -45,26 +56,28 @@ class Reservoir:
         `drive` is the skin's input projection, (T, n); `features` is (T, membranes);
         `states`, when given, (T, N), receives every step's full state.
         """
-        w, traj, gathered, pre = self.weights, self._trajectory, self._gathered, self._pre
-        sources, values, leak = w.sources, w.values, w.leak
+        traj, xs, gathered, pre = self._trajectory, self._states, self._gathered, self._pre
+        sources, values, leak = self._sources, self._values, self.weights.leak
         multiply, reduce, tanh, add = np.multiply, np.add.reduce, np.tanh, np.add
-        skin = pre[: drive.shape[1]]
-        m = w.tree.count
+        m = self.weights.tree.count
+        n = self.weights.params.neurons_per_membrane
         for start in range(0, len(drive), self.block):
             block = drive[start : start + self.block]
             steps = len(block)
-            for t in range(steps):  # the hot loop: eight array calls, no allocation
-                x = traj[t]
-                x.take(sources, None, gathered, "clip")  # the method skips np.take's wrapper; clip skips a copy
+            self._drives[:steps] = block
+            for t in range(steps):  # the hot loop: seven array calls, no allocation
+                x = xs[t]
+                traj[t].take(sources, None, gathered, "clip")  # the method skips np.take's wrapper
                 multiply(gathered, values, out=gathered)
                 reduce(gathered, axis=0, out=pre)
-                skin += block[t]
                 tanh(pre, out=pre)
                 pre -= x
                 pre *= leak
-                add(x, pre, out=traj[t + 1])
-            visited = traj[1 : steps + 1]
-            np.mean(visited.reshape(steps, m, -1), axis=2, out=features[start : start + steps])
+                add(x, pre, out=xs[t + 1])
+            visited = xs[1 : steps + 1]
+            out = features[start : start + steps]
+            reduce(visited.reshape(steps, m, n), axis=2, out=out)
+            out /= n  # a mean, as np.mean computes it, without its Python wrapper
             if states is not None:
                 states[start : start + steps] = visited
-            traj[0] = traj[steps]
+            xs[0] = xs[steps]

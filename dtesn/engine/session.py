@@ -58,6 +58,9 @@ class Session:
         self._byte_gain = self._dtype.type(weights.input_scale / BYTE_SCALE)
         self._byte_offset = (-weights.input_scale * units.sum(axis=0, dtype=np.float64)).astype(self._dtype)
         self._float_input = (units * weights.input_scale).astype(self._dtype)
+        levels = np.repeat(weights.tree.levels, self.params.neurons_per_membrane) - 1
+        counts = np.bincount(levels)
+        self._level_means = (np.eye(len(counts))[:, levels] / counts[:, None]).astype(self._dtype)
         self.steps = 0
         self.pending = b""
 
@@ -71,13 +74,32 @@ class Session:
         With `final`, the input ends here: a partial frame left over is zero-padded and
         processed too.
         """
+        return self.feed_many([data], final)[0]
+
+    def feed_many(self, pieces: list[bytes], final: bool = False) -> list[ChunkResult]:
+        """`feed` for consecutive pieces at once, with a result per piece (bitwise the same).
+
+        The input projection runs once over all of them, so many small chunks cost little
+        more than one large one.
+        """
         frame = self.params.frame_size
-        buffered = self.pending + data if self.pending else data
+        buffered = b"".join([self.pending, *pieces])
         if final and len(buffered) % frame:
-            buffered = bytes(buffered) + bytes(frame - len(buffered) % frame)
-        whole = len(buffered) - len(buffered) % frame
-        self.pending = bytes(buffered[whole:])
-        return self._run_bytes(memoryview(buffered)[:whole])
+            buffered += bytes(frame - len(buffered) % frame)
+        raw = np.frombuffer(buffered, dtype=np.uint8)
+        frames = len(buffered) // frame
+        drive = self._project(raw[: frames * frame].reshape(frames, frame))
+        features = np.empty((frames, self.weights.tree.count), dtype=self._dtype)
+        results, done, end = [], 0, len(self.pending)
+        for i, piece in enumerate(pieces):
+            end = len(buffered) if final and i == len(pieces) - 1 else end + len(piece)
+            upto = end // frame
+            self._reservoir.advance(drive[done:upto], features[done:upto])
+            self.steps += upto - done
+            self.pending = bytes(buffered[upto * frame : end])
+            results.append(ChunkResult(features[done:upto], self.energy(), self.digest(), upto - done))
+            done = upto
+        return results
 
     def finish(self) -> ChunkResult:
         """End of input: the partial frame left over is zero-padded and processed."""
@@ -90,12 +112,16 @@ class Session:
             raise ValueError(f"frames must have shape (T, {self.params.frame_size})")
         return self._advance(frames @ self._float_input, keep_states)
 
-    def _run_bytes(self, data: bytes | memoryview) -> ChunkResult:
-        raw = np.frombuffer(data, dtype=np.uint8).reshape(-1, self.params.frame_size)
-        drive = raw.astype(self._dtype) @ self.weights.input_units  # exact: integers below 2**24
-        drive *= self._byte_gain
-        drive += self._byte_offset
-        return self._advance(drive, keep_states=False)
+    def _project(self, raw: np.ndarray) -> np.ndarray:
+        """W_in u for byte frames, block by block (bounded temporaries), exact in any order."""
+        drive = np.empty((len(raw), self.weights.input_units.shape[1]), dtype=self._dtype)
+        block = self._reservoir.block
+        for start in range(0, len(raw), block):
+            part = drive[start : start + block]
+            np.matmul(raw[start : start + block].astype(self._dtype), self.weights.input_units, out=part)
+            part *= self._byte_gain
+            part += self._byte_offset
+        return drive
 
     def _advance(self, drive: np.ndarray, keep_states: bool) -> ChunkResult:
         steps = len(drive)
@@ -106,15 +132,16 @@ class Session:
         return ChunkResult(features, self.energy(), self.digest(), steps, states)
 
     def energy(self) -> list[float]:
-        levels = self.weights.tree.levels
-        n = self.params.neurons_per_membrane
-        squares = np.square(self._reservoir.state.astype(np.float64)).reshape(-1, n).sum(axis=1)
-        per_level = np.bincount(levels - 1, weights=squares) / (np.bincount(levels - 1) * n)
-        return np.sqrt(per_level).tolist()
+        """RMS of the state per level: one product with a (levels, N) averaging matrix."""
+        x = self._reservoir.state
+        return np.sqrt(self._level_means @ (x * x)).tolist()
 
     def digest(self) -> str:
+        """blake2b of `snapshot().to_bytes()`, hashed in place (no copy of the state)."""
         h = hashlib.blake2b(digest_size=8)
-        h.update(self.snapshot().to_bytes())
+        h.update(np.array([self.steps, len(self.pending)], dtype="<u8").tobytes())
+        h.update(self.pending)
+        h.update(self._reservoir.state.data)
         return h.hexdigest()
 
     def snapshot(self) -> Snapshot:

@@ -6,6 +6,7 @@ Metadata and completion are plain JSON (never compressed), so any client reads t
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from . import rates, sse
@@ -41,6 +42,9 @@ class LargeDatasetEvents:
         # Written by chunk() (one batch at a time), read by completion() after the last batch.
         self.original_bytes = 0
         self.compressed_bytes = 0
+        kind = "compressed_chunk" if options.compression_level > 0 else f"{self.prefix}_chunk"
+        constant = {"type": kind, "request_id": spec.request_id, "dtype": options.dtype, "encoding": options.encoding}
+        self._chunk_prefix = sse.encode_json(constant)[:-1]
 
     def _event(self, name: str, kind: str, body: dict, id: str | None = None) -> bytes:
         return sse.event({**common_fields(kind, self.spec.request_id), **body}, name=name, id=id)
@@ -79,30 +83,24 @@ class LargeDatasetEvents:
         })
 
     def chunk(self, done: ChunkDone) -> bytes:
+        """The chunk event, formatted from a per-stream prefix: at 50 MB/s a stream sends
+        thousands a second, and building a dict for json to walk cost a fifth of the time."""
         o = self.options
         features = done.result.features
         payload = encode_features(features, o.compression_level, o.encoding, o.dtype, o.codecs)
         self.original_bytes += payload.original_size
         self.compressed_bytes += payload.compressed_size
-        kind = "compressed_chunk" if o.compression_level > 0 else f"{self.prefix}_chunk"
-        return self._event("chunk", kind, {
-            "index": done.index,
-            "offset": done.offset,
-            "bytes": done.nbytes,
-            "steps": done.result.steps,
-            "progress": done.progress.fraction,
-            "processing_time_ms": round(done.compute_s * 1000, 3),
-            "shape": list(features.shape),
-            "dtype": o.dtype,
-            "encoding": o.encoding,
-            "compression_method": payload.method,
-            "transform": payload.transform,
-            "original_size": payload.original_size,
-            "compressed_size": payload.compressed_size,
-            "data": payload.data,
-            "energy": done.result.energy,
-            "digest": done.result.digest,
-        }, id=f"{self.spec.request_id}:{done.index}")
+        steps, membranes = features.shape
+        progress = done.progress.fraction
+        text = (
+            f'{self._chunk_prefix},"timestamp":{time.time():.3f},"index":{done.index},"offset":{done.offset},'
+            f'"bytes":{done.nbytes},"steps":{steps},"progress":{"null" if progress is None else repr(progress)},'
+            f'"processing_time_ms":{done.compute_s * 1000:.3f},"shape":[{steps},{membranes}],'
+            f'"compression_method":"{payload.method}","transform":"{payload.transform}",'
+            f'"original_size":{payload.original_size},"compressed_size":{payload.compressed_size},'
+            f'"data":"{payload.data}","energy":{sse.encode_json(done.result.energy)},"digest":"{done.result.digest}"}}'
+        )
+        return f"id: {self.spec.request_id}:{done.index}\nevent: chunk\ndata: {text}\n\n".encode()
 
     def completion(self, done: Finished, wire_bytes: int) -> bytes:
         seconds = done.duration_s

@@ -128,7 +128,8 @@ class Pump:
         self._bytes = 0
         self._steps = 0
         self._compute_s = 0.0
-        self._ahead = b""  # the chunk read after the current batch: tells whether input ends
+        self._buffer = b""  # input read but not yet handed to a batch
+        self._eof = False
         self._producer: gevent.Greenlet | None = None
         self._watcher: gevent.Greenlet | None = None
 
@@ -180,10 +181,9 @@ class Pump:
         """Read batch k+1 while a pool thread computes batch k; hand results over in order."""
         try:
             engine_session = run_blocking(session, self.params)
-            self._ahead = self._read_chunk()
             pieces = self._read_batch()
             while pieces:
-                final = not self._ahead
+                final = self._input_done()
                 job = submit(self._compute_batch, engine_session, pieces, final, self.progress(),
                              inline=self._small(sum(map(len, pieces))))
                 following = self._read_batch()
@@ -215,27 +215,35 @@ class Pump:
             self.on_chunk(done.nbytes, done.result.steps)
 
     def _read_batch(self) -> list[bytes]:
-        """Chunks worth about BATCH_SECONDS of compute (one when the rate is unknown)."""
+        """Chunks worth about BATCH_SECONDS of compute (one when the rate is unknown).
+
+        The batch is read with one call, one byte past its end (which tells whether the input
+        ends with it): servers buffer a body, and many small reads of that buffer cost more
+        than the reads themselves.
+        """
         rate = rates.steps_per_sec(self.params)
         chunk_steps = max(1.0, self.chunk_size / self.params.frame_size)
         by_time = 1 if rate is None else int(rate * BATCH_SECONDS / chunk_steps)
-        limit = max(1, min(by_time, BATCH_BYTES // self.chunk_size))
-        pieces = []
-        while self._ahead and len(pieces) < limit:
-            pieces.append(self._ahead)
-            self._ahead = self._read_chunk()
-        if not self._ahead:
+        want = max(1, min(by_time, BATCH_BYTES // self.chunk_size)) * self.chunk_size
+        if not self._eof and len(self._buffer) <= want:
+            self._buffer += self._read(want + 1 - len(self._buffer))
+        batch, self._buffer = self._buffer[:want], self._buffer[want:]
+        if self._input_done():
             self._input_finished()
-        return pieces
+        return [batch[i : i + self.chunk_size] for i in range(0, len(batch), self.chunk_size)]
 
-    def _read_chunk(self) -> bytes:
-        parts, wanted = [], self.chunk_size
-        while wanted > 0:
-            block = self.source.read(wanted)
+    def _input_done(self) -> bool:
+        return self._eof and not self._buffer
+
+    def _read(self, n: int) -> bytes:
+        parts = []
+        while n > 0:
+            block = self.source.read(n)
             if not block:
+                self._eof = True
                 break
             parts.append(block)
-            wanted -= len(block)
+            n -= len(block)
         return b"".join(parts)
 
     def _input_finished(self) -> None:
@@ -268,35 +276,50 @@ class Pump:
         return rate is not None and steps / rate <= INLINE_SECONDS and steps * self.params.membranes <= INLINE_VALUES
 
     def _compute_batch(self, s: Session, pieces: list[bytes], final: bool, before: Progress) -> Batch:
-        """Compute and encode consecutive chunks (in a pool thread unless they are tiny)."""
-        chunks, events = [], []
-        nbytes, spent = 0, 0.0
-        for i, data in enumerate(pieces):
+        """Compute and encode consecutive chunks (in a pool thread unless they are tiny).
+
+        The engine is called on groups of about SLICE_SECONDS of input (a large chunk is cut
+        into several, small chunks are fed together), checking for cancellation between
+        calls. A chunk's processing time is its share, by bytes, of its calls' measured time.
+        """
+        rate = rates.steps_per_sec(self.params)
+        slice_steps = DEFAULT_SLICE_STEPS if rate is None else max(16, int(rate * SLICE_SECONDS))
+        slice_bytes = slice_steps * self.params.frame_size
+        parts = [(i, piece[o : o + slice_bytes]) for i, piece in enumerate(pieces) for o in range(0, len(piece), slice_bytes)]
+        per_chunk: list[list[ChunkResult]] = [[] for _ in pieces]
+        seconds = [0.0] * len(pieces)
+        group: list[tuple[int, bytes]] = []
+        for k, part in enumerate(parts):
+            group.append(part)
+            last = k == len(parts) - 1
+            if not last and sum(len(b) for _, b in group) < slice_bytes:
+                continue
+            if self._cancel.is_set():
+                raise Cancelled
             started = time.perf_counter()
-            result = self._compute(s, data, final and i == len(pieces) - 1)
-            compute_s = time.perf_counter() - started
+            results = s.feed_many([b for _, b in group], final and last)
+            elapsed = time.perf_counter() - started
+            total = sum(len(b) for _, b in group) or 1
+            for (i, b), result in zip(group, results):
+                per_chunk[i].append(result)
+                seconds[i] += elapsed * len(b) / total
+            group = []
+        chunks, events, nbytes, spent = [], [], 0, 0.0
+        for i, data in enumerate(pieces):
+            result = _merge(per_chunk[i])
             offset = before.bytes_done + nbytes
             nbytes += len(data)
-            spent += compute_s
-            done = ChunkDone(before.chunks + i, offset, len(data), result, compute_s,
+            spent += seconds[i]
+            done = ChunkDone(before.chunks + i, offset, len(data), result, seconds[i],
                              self.progress(i + 1, nbytes, spent))
             chunks.append(done)
             events.append(self.render(done))
         return Batch(chunks, b"".join(events))
 
-    def _compute(self, s: Session, data: bytes, final: bool) -> ChunkResult:
-        """Runs in a pool thread: slices of about SLICE_SECONDS, checking for cancellation."""
-        rate = rates.steps_per_sec(self.params)
-        steps = DEFAULT_SLICE_STEPS if rate is None else max(16, int(rate * SLICE_SECONDS))
-        step_bytes = steps * self.params.frame_size
-        pieces, last = [], None
-        for start in range(0, len(data), step_bytes):
-            if self._cancel.is_set():
-                raise Cancelled
-            last = s.feed(data[start : start + step_bytes], final=final and start + step_bytes >= len(data))
-            pieces.append(last.features)
-        assert last is not None  # data is never empty here
-        if len(pieces) == 1:
-            return last
-        features = np.concatenate(pieces)
-        return ChunkResult(features, last.energy, last.digest, len(features))
+
+def _merge(results: list[ChunkResult]) -> ChunkResult:
+    """One chunk's result from the results of its consecutive parts."""
+    if len(results) == 1:
+        return results[0]
+    features = np.concatenate([r.features for r in results])
+    return ChunkResult(features, results[-1].energy, results[-1].digest, len(features))

@@ -1,0 +1,122 @@
+"""/stream_large_dataset: end-to-end throughput against the engine alone, and wire bytes per level.
+
+    python -m bench.large_dataset
+
+The real server (gunicorn + gevent, one worker, 127.0.0.1) and a client that uploads while it
+reads. Throughput rounds alternate with runs of the engine alone on the same bytes, the same
+chunking and the same batched engine calls (a result per chunk), so the shared machine's noise hits both; the best round of each is kept.
+Wire bytes are every byte of the event stream the client received. The last line is one
+JSON object.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from dtesn.engine import ReservoirParams, Session, build_weights
+from dtesn.streaming.large_dataset_events import optimal_chunk_size
+from dtesn.streaming.pump import BATCH_BYTES
+from tests.support.duplex import DuplexResponse, pattern
+from tests.support.server import Server
+from tests.support.sse import parse
+
+ROOT = Path(__file__).resolve().parent.parent
+ROUNDS = 3
+THROUGHPUT_BYTES = 64 * 1024 * 1024
+GOAL = {"esn_size": 256, "membrane_depth": 3, "frame_size": 1024, "max_chunk_size": 16384, "compression_level": 1}
+DEFAULT = {"max_chunk_size": 16384, "compression_level": 1}  # esn 512, depth 4, frame 64
+
+
+def english_text(size: int) -> bytes:
+    """The project's own English prose (README and design notes), repeated to `size` bytes."""
+    prose = (ROOT / "README.md").read_bytes() + (ROOT.parent / "shared" / "DESIGN.md").read_bytes()
+    return (prose * (size // len(prose) + 1))[:size]
+
+
+def query(config: dict) -> str:
+    return "/deep_tree_echo/stream_large_dataset?" + "&".join(f"{k}={v}" for k, v in config.items())
+
+
+def through_server(server: Server, config: dict, size: int) -> float:
+    r = DuplexResponse(server.port, query(config), pattern(size), size)
+    tail = b""
+    for piece in r.iter_content():  # count, don't parse: the client must not set the pace
+        tail = (tail + piece)[-4096:]
+    elapsed = time.monotonic() - r.started
+    r.close()
+    (done,) = [ev for ev in parse([tail[tail.rfind(b"\nid: ") + 1 :]]) if ev.event == "completion"]
+    assert done.json["total_bytes"] == size
+    return size / elapsed
+
+
+def engine_alone(config: dict, size: int) -> float:
+    keys = ("esn_size", "membrane_depth", "frame_size")
+    params = ReservoirParams(**{k: config[k] for k in keys if k in config})
+    chunk = optimal_chunk_size(size, config["max_chunk_size"])
+    session = Session(build_weights(params))
+    data = b"".join(pattern(size))
+    pieces = [data[i : i + chunk] for i in range(0, size, chunk)]
+    per_call = max(1, BATCH_BYTES // chunk)  # the server's batches: the same engine calls
+    started = time.perf_counter()
+    for i in range(0, len(pieces), per_call):
+        session.feed_many(pieces[i : i + per_call], final=i + per_call >= len(pieces))
+    return size / (time.perf_counter() - started)
+
+
+def throughput(server: Server, config: dict) -> dict:
+    engine_alone(config, 1 << 20)
+    through_server(server, config, 1 << 20)  # both warm their weights and rates first
+    served = alone = 0.0
+    for _ in range(ROUNDS):
+        served = max(served, through_server(server, config, THROUGHPUT_BYTES))
+        alone = max(alone, engine_alone(config, THROUGHPUT_BYTES))
+    return {**config, "server_mb_s": round(served / 1e6, 2), "engine_mb_s": round(alone / 1e6, 2),
+            "ratio": round(served / alone, 3)}
+
+
+def wire_bytes(server: Server, data: bytes, level: int, encoding: str) -> int:
+    r = DuplexResponse(server.port, query({"compression_level": level, "encoding": encoding}), [data], len(data))
+    total = sum(len(piece) for piece in r.iter_content())
+    r.close()
+    return total
+
+
+def main() -> None:
+    inputs = {"text": english_text(1 << 20), "random": np.random.default_rng(7).bytes(1 << 20)}
+    with tempfile.TemporaryDirectory() as tmp:
+        server = Server(Path(tmp))
+        try:
+            rows = [throughput(server, GOAL), throughput(server, DEFAULT)]
+            wire: dict = {}
+            for name, data in inputs.items():
+                for encoding in ("base64", "hex"):
+                    sizes = [wire_bytes(server, data, level, encoding) for level in range(4)]
+                    wire[f"{name}/{encoding}"] = {"level0_bytes": sizes[0],
+                                                  **{f"level{lv}_ratio": round(sizes[lv] / sizes[0], 3) for lv in (1, 2, 3)},
+                                                  "bytes": sizes}
+        finally:
+            server.stop()
+    hex_vs_base64 = {name: round(wire[f"{name}/hex"]["bytes"][1] / wire[f"{name}/base64"]["bytes"][1], 3) for name in inputs}
+    print(f"{'configuration':<62} {'server MB/s':>11} {'engine MB/s':>11} {'ratio':>6}")
+    for row in rows:
+        name = ", ".join(f"{k}={v}" for k, v in row.items() if k not in ("server_mb_s", "engine_mb_s", "ratio"))
+        print(f"{name:<62} {row['server_mb_s']:>11} {row['engine_mb_s']:>11} {row['ratio']:>6}")
+    print(f"\nwire bytes as a ratio of level 0 (same encoding), default configuration, 1 MiB input")
+    print(f"{'input/encoding':<16} {'level 0 bytes':>13} {'level 1':>8} {'level 2':>8} {'level 3':>8}")
+    for key, row in wire.items():
+        print(f"{key:<16} {row['level0_bytes']:>13} {row['level1_ratio']:>8} {row['level2_ratio']:>8} {row['level3_ratio']:>8}")
+    print(f"hex / base64 wire bytes at level 1: {hex_vs_base64}")
+    print(json.dumps({"throughput": rows, "wire": wire, "hex_over_base64_level1": hex_vs_base64}))
+
+
+if __name__ == "__main__":
+    main()
