@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from dtesn.engine import ReservoirParams, session
+from dtesn.streaming.payload import PayloadEncoder
 from tests.support.duplex import DuplexResponse, pattern
 from tests.support.sse import events, parse
 
@@ -123,6 +124,19 @@ def test_incompressible_chunks_are_sent_raw(server):
     _, _, evs = stream_raw(server, QUERY + "&compression_level=1", b"abc" * 400)  # tiny 8-step chunks
     chunks = [ev.json for ev in evs if ev.event == "chunk"]
     assert all(c["compression_method"] == "none" and c["compressed_size"] == c["original_size"] for c in chunks)
+
+
+def test_level_1_backs_off_from_compression_that_does_not_pay_and_resumes_when_it_does():
+    encoder = PayloadEncoder(1, "base64", "float32", ("brotli",))
+    noise = np.random.default_rng(1).standard_normal((8, 4)).astype(np.float32)
+    smooth = np.zeros((64, 4), np.float32)
+    for _ in range(8):
+        assert encoder.encode(noise).method == "none"
+    assert encoder._skip > 0  # the futile tries are spaced out
+    while encoder._skip:
+        assert encoder.encode(smooth).method == "none"  # skipped: sent raw, not tried
+    assert encoder.encode(smooth).method == "brotli"  # the next try pays ...
+    assert encoder.encode(smooth).method == "brotli"  # ... and every chunk is tried again
 
 
 @pytest.mark.parametrize(

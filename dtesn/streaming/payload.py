@@ -58,22 +58,41 @@ class Payload:
     compressed_size: int  # bytes after transform and codec (before the text encoding)
 
 
-def encode_features(features: np.ndarray, level: int, encoding: str, dtype: str, codecs: tuple[str, ...]) -> Payload:
-    raw = np.ascontiguousarray(features, dtype=DTYPES[dtype])
-    best_bytes, best_method, best_transform = raw.tobytes(), "none", "none"
-    if level > 0:
-        transforms, levels = LEVELS[level]
+class PayloadEncoder:
+    """One stream's encoder. Level 1 ("light and fast") backs off from compression that keeps
+    not paying: after a chunk no candidate shrinks, the next 1, 2, 4 ... MAX_BACKOFF chunks
+    are sent raw without trying, and one that pays resets that. Small float payloads often
+    don't compress, and trying costs more than the rest of the chunk's encoding together.
+    Levels 2 and 3 try every candidate on every chunk."""
+
+    MAX_BACKOFF = 16
+
+    def __init__(self, level: int, encoding: str, dtype: str, codecs: tuple[str, ...]) -> None:
+        self.level = level
+        self.encoding = encoding
+        self.dtype = DTYPES[dtype]
+        transforms, levels = LEVELS.get(level, ((), {}))
         allowed = [c for c in levels if c in codecs]
-        if level == 1:
-            allowed = allowed[:1]
-        for transform in transforms:
-            shaped = _forward(raw, transform)
-            for codec in allowed:
-                packed = _COMPRESS[codec](shaped, levels[codec])
+        self._candidates = [(t, c, levels[c]) for t in transforms for c in (allowed[:1] if level == 1 else allowed)]
+        self._backoff = 0
+        self._skip = 0
+
+    def encode(self, features: np.ndarray) -> Payload:
+        raw = np.ascontiguousarray(features, dtype=self.dtype)
+        best_bytes, best_method, best_transform = raw.tobytes(), "none", "none"
+        if self._skip:
+            self._skip -= 1
+        elif self._candidates:
+            for transform, codec, codec_level in self._candidates:
+                packed = _COMPRESS[codec](_forward(raw, transform), codec_level)
                 if len(packed) < len(best_bytes):
                     best_bytes, best_method, best_transform = packed, codec, transform
-    text = base64.b64encode(best_bytes).decode("ascii") if encoding == "base64" else best_bytes.hex()
-    return Payload(text, best_method, best_transform, raw.nbytes, len(best_bytes))
+            if self.level == 1:
+                paid = best_method != "none"
+                self._backoff = 0 if paid else min(self.MAX_BACKOFF, max(1, 2 * self._backoff))
+                self._skip = self._backoff
+        text = base64.b64encode(best_bytes).decode("ascii") if self.encoding == "base64" else best_bytes.hex()
+        return Payload(text, best_method, best_transform, raw.nbytes, len(best_bytes))
 
 
 def decode_features(data: str, *, encoding: str, method: str, transform: str, dtype: str,

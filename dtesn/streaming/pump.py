@@ -289,21 +289,22 @@ class Pump:
         per_chunk: list[list[ChunkResult]] = [[] for _ in pieces]
         seconds = [0.0] * len(pieces)
         group: list[tuple[int, bytes]] = []
+        grouped = 0  # bytes in `group`
         for k, part in enumerate(parts):
             group.append(part)
+            grouped += len(part[1])
             last = k == len(parts) - 1
-            if not last and sum(len(b) for _, b in group) < slice_bytes:
+            if not last and grouped < slice_bytes:
                 continue
             if self._cancel.is_set():
                 raise Cancelled
             started = time.perf_counter()
             results = s.feed_many([b for _, b in group], final and last)
-            elapsed = time.perf_counter() - started
-            total = sum(len(b) for _, b in group) or 1
+            share = (time.perf_counter() - started) / (grouped or 1)
             for (i, b), result in zip(group, results):
                 per_chunk[i].append(result)
-                seconds[i] += elapsed * len(b) / total
-            group = []
+                seconds[i] += share * len(b)
+            group, grouped = [], 0
         chunks, events, nbytes, spent = [], [], 0, 0.0
         for i, data in enumerate(pieces):
             result = _merge(per_chunk[i])
