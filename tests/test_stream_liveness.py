@@ -17,6 +17,10 @@ from tests.support.duplex import DuplexResponse, pattern
 from tests.support.sse import events
 
 HEARTBEAT = 0.3
+# A gap is measured to an event's last byte: a chunk event here is megabytes of JSON that two
+# client threads in one process read, so its transfer adds to the gap. The published bound
+# (README, Part 6) is the interval plus 0.5 s.
+GAP_TOLERANCE = 0.5
 # A deliberately slow configuration: 8192 one-byte frames per chunk through 4096 neurons.
 SLOW = "stream_chunks?chunk_size=8192&esn_size=4096&membrane_depth=6&frame_size=1"
 
@@ -52,7 +56,7 @@ def test_heartbeats_fill_every_gap_while_two_streams_compute(live_server):
     for evs in results:
         assert evs[-1].type == "completion"
         assert sum(ev.type == "heartbeat" for ev in evs) >= 2, "chunks take longer than the interval"
-        assert max(gaps(evs)) <= 2 * HEARTBEAT, [(ev.type, round(g, 3)) for ev, g in zip(evs[1:], gaps(evs))]
+        assert max(gaps(evs)) <= HEARTBEAT + GAP_TOLERANCE, [(ev.type, round(g, 3)) for ev, g in zip(evs[1:], gaps(evs))]
         beat = next(ev for ev in evs if ev.type == "heartbeat").json
         assert set(beat) >= {"progress", "chunks_processed", "bytes_processed", "elapsed_ms", "estimated_remaining_ms"}
     assert "appears to be blocked" not in live_server.log()
