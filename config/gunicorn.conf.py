@@ -51,3 +51,15 @@ loglevel = os.environ.get("DTESN_LOG_LEVEL", "info")
 # several instances on one machine (tests, a PaaS dyno's neighbours) would fight over.
 control_socket_disable = True
 
+
+
+def post_worker_init(worker) -> None:
+    """On SIGTERM (a deploy), end open streams with a resumable error before the worker exits."""
+    from dtesn.streaming import shutdown
+
+    def stop_keeping_alive() -> None:
+        # A connection whose stream just ended would otherwise wait idle for its next request
+        # (up to `keepalive`), holding the worker until graceful_timeout.
+        worker.cfg.set("keepalive", 0)
+
+    shutdown.watch(lambda: worker.alive, then=stop_keeping_alive)

@@ -31,6 +31,8 @@ class Settings:
     process_max_bytes: int
     cache_size: int
     heartbeat_interval: float
+    checkpoint_ttl: float
+    checkpoint_max_bytes: int
 
     def __post_init__(self) -> None:
         _at_least("worker_connections", self.worker_connections, 1)
@@ -41,6 +43,8 @@ class Settings:
         _at_least("process_max_bytes", self.process_max_bytes, 1)
         _at_least("cache_size", self.cache_size, 1)
         _at_least("heartbeat_interval", self.heartbeat_interval, 0)
+        _at_least("checkpoint_ttl", self.checkpoint_ttl, 0)
+        _at_least("checkpoint_max_bytes", self.checkpoint_max_bytes, 0)
         if self.process_max_bytes > self.max_body_bytes:
             raise SettingsError("process_max_bytes must not exceed max_body_bytes")
 

@@ -11,7 +11,8 @@ import numpy as np
 from . import rates, sse
 from .compression import pack
 from .pump import ChunkDone, Failed, Finished, Progress
-from .stream import StreamSpec, common_fields, is_large
+from .resume import chunk_id, done_id
+from .stream import StreamSpec, common_fields, error_fields, error_framing, is_large
 
 @dataclass(frozen=True)
 class ChunkOptions:
@@ -62,7 +63,7 @@ class ChunkEvents:
             "compression_enabled": self.options.compress,
             "large_dataset_mode": is_large(spec),
             "server_rendered": True,
-        })
+        }, id=chunk_id(spec.request_id, -1))
 
     def heartbeat(self, progress: Progress) -> bytes:
         return sse.event({
@@ -112,13 +113,7 @@ class ChunkEvents:
             "duration_ms": round(done.duration_s * 1000, 3),
             "throughput_bytes_per_sec": round(done.nbytes / done.duration_s) if done.duration_s > 0 else None,
             "final_digest": done.final_digest,
-        }, id=f"{self.spec.request_id}:done")
+        }, id=done_id(self.spec.request_id))
 
     def error(self, failed: Failed) -> bytes:
-        return sse.event({
-            **self._common("error"),
-            "error": failed.message,
-            "recoverable": failed.recoverable,
-            "chunk_index": failed.index,
-            "progress": failed.progress.fraction,
-        })
+        return sse.event({**self._common("error"), **error_fields(failed)}, **error_framing(failed))

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from . import rates, sse
 from .payload import PayloadEncoder
 from .pump import ChunkDone, Failed, Finished, Progress
-from .stream import StreamSpec, common_fields
+from .resume import chunk_id, done_id
+from .stream import StreamSpec, common_fields, error_fields, error_framing
 
 TARGET_CHUNKS = 100
 MIN_CHUNK_BYTES = 512
@@ -47,8 +48,8 @@ class LargeDatasetEvents:
         self._chunk_prefix = sse.encode_json(constant)[:-1]
         self._encoder = PayloadEncoder(options.compression_level, options.encoding, options.dtype, options.codecs)
 
-    def _event(self, name: str, kind: str, body: dict, id: str | None = None) -> bytes:
-        return sse.event({**common_fields(kind, self.spec.request_id), **body}, name=name, id=id)
+    def _event(self, name: str, kind: str, body: dict, **framing) -> bytes:
+        return sse.event({**common_fields(kind, self.spec.request_id), **body}, name=name, **framing)
 
     def metadata(self) -> bytes:
         spec, p, o = self.spec, self.spec.params, self.options
@@ -72,7 +73,7 @@ class LargeDatasetEvents:
             "seed": p.seed,
             "timeout_prevention": spec.heartbeat_interval is not None,
             "heartbeat_interval_s": spec.heartbeat_interval,
-        })
+        }, id=chunk_id(spec.request_id, -1))
 
     def heartbeat(self, progress: Progress) -> bytes:
         return self._event("heartbeat", f"{self.prefix}_heartbeat", {
@@ -115,12 +116,7 @@ class LargeDatasetEvents:
             "compression_ratio": round(self.compressed_bytes / self.original_bytes, 6) if self.original_bytes else None,
             "wire_bytes": wire_bytes,
             "final_digest": done.final_digest,
-        }, id=f"{self.spec.request_id}:done")
+        }, id=done_id(self.spec.request_id))
 
     def error(self, failed: Failed) -> bytes:
-        return self._event("error", f"{self.prefix}_error", {
-            "error": failed.message,
-            "recoverable": failed.recoverable,
-            "chunk_index": failed.index,
-            "progress": failed.progress.fraction,
-        })
+        return self._event("error", f"{self.prefix}_error", error_fields(failed), **error_framing(failed))

@@ -13,6 +13,7 @@ leaves stops its computation promptly.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from dataclasses import dataclass
@@ -22,10 +23,11 @@ import gevent
 import numpy as np
 from gevent.queue import Empty, Queue
 
-from ..engine import ChunkResult, ReservoirParams, Session, session
+from ..engine import ChunkResult, ReservoirParams, Session, Snapshot, session
 from . import rates
 from .disconnect import watch_for_close
 from .offload import run_blocking, submit
+from .resume import Resume
 from .source import InputSource, InputTooLarge
 
 SLICE_SECONDS = 0.1
@@ -75,7 +77,8 @@ class Batch:
     """Consecutive chunks computed in one pool task, their events already encoded there."""
 
     chunks: list[ChunkDone]
-    events: bytes
+    events: bytes  # of the chunks after the resume point: the others were sent before
+    snapshot: Snapshot | None  # the engine after the last chunk, when checkpointing
 
 
 @dataclass(frozen=True)
@@ -98,9 +101,20 @@ class Failed:
     recoverable: bool
     index: int
     progress: Progress
+    retry_after_ms: int | None = None  # when recoverable
+    resume_from: str | None = None  # when recoverable: the event id to resume after
 
 
-Item = Batch | Heartbeat | Finished | Failed
+@dataclass(frozen=True)
+class Interrupted:
+    """The server stops this stream (a deploy); the client should resume elsewhere."""
+
+    reason: str
+    progress: Progress
+
+
+Item = Batch | Heartbeat | Finished | Failed | Interrupted
+CheckpointSink = Callable[[int, int, str, Snapshot], None]  # (chunk index, input offset, input sha256, state)
 _CANCEL = object()
 
 
@@ -114,6 +128,8 @@ class Pump:
         *,
         client_socket=None,
         on_chunk: Callable[[int, int], None] | None = None,
+        resume: Resume | None = None,
+        on_checkpoint: CheckpointSink | None = None,
     ) -> None:
         self.params = params
         self.source = source
@@ -124,9 +140,14 @@ class Pump:
         self._queue: Queue = Queue(QUEUE_DEPTH)
         self._cancel = threading.Event()
         self._started = time.monotonic()
-        self._chunks = 0
-        self._bytes = 0
-        self._steps = 0
+        checkpoint = resume.checkpoint if resume else None
+        self._restore = checkpoint.snapshot if checkpoint else None
+        self._silent_through = resume.after if resume else -1  # chunks the client already has
+        self._on_checkpoint = on_checkpoint
+        self._input_hash = (resume.input_hash if checkpoint else None) or hashlib.sha256()
+        self._chunks = checkpoint.index + 1 if checkpoint else 0
+        self._bytes = checkpoint.offset if checkpoint else 0
+        self._steps = checkpoint.snapshot.steps if checkpoint else 0
         self._compute_s = 0.0
         self._buffer = b""  # input read but not yet handed to a batch
         self._eof = False
@@ -155,10 +176,17 @@ class Pump:
                     return
                 yield item
                 last_write = time.monotonic()
-                if isinstance(item, (Finished, Failed)):
+                if isinstance(item, (Finished, Failed, Interrupted)):
                     return
         finally:
             self.close()
+
+    def interrupt(self, reason: str) -> None:
+        """End the stream now with `Interrupted`, dropping results not yet written."""
+        self._cancel.set()
+        if self._producer is not None:
+            self._producer.kill(block=False)
+        self._replace_queued(Interrupted(reason, self.progress()))
 
     def close(self) -> None:
         """Stop everything this stream started (idempotent)."""
@@ -181,7 +209,9 @@ class Pump:
         """Read batch k+1 while a pool thread computes batch k; hand results over in order."""
         try:
             engine_session = run_blocking(session, self.params)
-            pieces = self._read_batch()
+            if self._restore is not None:
+                engine_session.restore(self._restore)
+            pieces, input_sha256 = self._read_batch()
             while pieces:
                 final = self._input_done()
                 job = submit(self._compute_batch, engine_session, pieces, final, self.progress(),
@@ -190,8 +220,11 @@ class Pump:
                 batch = job.get()
                 for done in batch.chunks:
                     self._account(done)
-                self._queue.put(batch)
-                pieces = following
+                if batch.snapshot is not None:
+                    self._on_checkpoint(self._chunks - 1, self._bytes, input_sha256, batch.snapshot)
+                if batch.events:
+                    self._queue.put(batch)
+                pieces, input_sha256 = following
             self._input_finished()
             duration = time.monotonic() - self._started
             self._queue.put(Finished(self._chunks, self._bytes, self._steps, duration, engine_session.digest()))
@@ -214,8 +247,9 @@ class Pump:
         if self.on_chunk is not None:
             self.on_chunk(done.nbytes, done.result.steps)
 
-    def _read_batch(self) -> list[bytes]:
-        """Chunks worth about BATCH_SECONDS of compute (one when the rate is unknown).
+    def _read_batch(self) -> tuple[list[bytes], str]:
+        """Chunks worth about BATCH_SECONDS of compute (one when the rate is unknown), and
+        the sha256 of all input up to their end (a checkpoint's proof of its input).
 
         The batch is read with one call, one byte past its end (which tells whether the input
         ends with it): servers buffer a body, and many small reads of that buffer cost more
@@ -230,7 +264,8 @@ class Pump:
         batch, self._buffer = self._buffer[:want], self._buffer[want:]
         if self._input_done():
             self._input_finished()
-        return [batch[i : i + self.chunk_size] for i in range(0, len(batch), self.chunk_size)]
+        self._input_hash.update(batch)
+        return [batch[i : i + self.chunk_size] for i in range(0, len(batch), self.chunk_size)], self._input_hash.hexdigest()
 
     def _input_done(self) -> bool:
         return self._eof and not self._buffer
@@ -262,12 +297,15 @@ class Pump:
         self._put_cancel()
 
     def _put_cancel(self) -> None:
-        while True:  # make room: nothing queued matters to a client that is gone
+        self._replace_queued(_CANCEL)
+
+    def _replace_queued(self, item: object) -> None:
+        while True:  # make room: nothing queued will be written
             try:
                 self._queue.get_nowait()
             except Empty:
                 break
-        self._queue.put_nowait(_CANCEL)
+        self._queue.put_nowait(item)
 
     def _small(self, nbytes: int) -> bool:
         """Cheaper to compute and encode on the hub than to hand to a pool thread."""
@@ -314,8 +352,9 @@ class Pump:
             done = ChunkDone(before.chunks + i, offset, len(data), result, seconds[i],
                              self.progress(i + 1, nbytes, spent))
             chunks.append(done)
-            events.append(self.render(done))
-        return Batch(chunks, b"".join(events))
+            if done.index > self._silent_through:
+                events.append(self.render(done))
+        return Batch(chunks, b"".join(events), s.snapshot() if self._on_checkpoint else None)
 
 
 def _merge(results: list[ChunkResult]) -> ChunkResult:

@@ -1,32 +1,46 @@
 """The driver every SSE endpoint shares: metadata first, then results, heartbeats and the end.
 
 An endpoint family supplies its `EventSet` (how each event looks); the driver and the pump
-supply the order, the timing and the accounting, so every family keeps the same promises.
+supply the order, the timing, the accounting and resuming, so every family keeps the same
+promises.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Callable, Iterator, Protocol
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Iterator, Protocol
 
-from ..engine import ReservoirParams
-from . import sse
-from .pump import Batch, ChunkDone, Failed, Finished, Heartbeat, Progress, Pump
+from ..engine import ReservoirParams, Snapshot
+from . import shutdown, sse
+from .checkpoints import CheckpointStore
+from .pump import Batch, ChunkDone, Failed, Finished, Heartbeat, Interrupted, Progress, Pump
+from .resume import AlreadyComplete, Checkpoint, EventId, Resume, ResumeMismatch, chunk_id, skip_verified
 from .source import InputSource
 
 #: Inputs above this (or of unknown size) get a heartbeat before processing starts.
 LARGE_INPUT_BYTES = 50 * 1024
 RETRY_MS = 3000
+#: How long a client interrupted by a restart waits before resuming (another worker or
+#: instance takes it; a restarted one is up within about a second).
+RESUME_RETRY_MS = 1000
 
 
 @dataclass(frozen=True)
 class StreamSpec:
+    endpoint: str
     request_id: str
     params: ReservoirParams
     source: InputSource
     chunk_size: int
     heartbeat_interval: float | None  # None: heartbeats off
+    resume_from: str = ""  # the client's last event id, as sent
+    resume: Resume | None = None  # set by `resumed`: continue after resume.after
+
+    @property
+    def stream_key(self) -> str:
+        """What a reconnect must repeat to resume this stream: chunk indices and results depend on it."""
+        return f"{self.endpoint}|{self.chunk_size}|{self.params!r}"
 
 
 class EventSet(Protocol):
@@ -41,6 +55,49 @@ def common_fields(kind: str, request_id: str) -> dict:
     return {"type": kind, "request_id": request_id, "timestamp": round(time.time(), 3)}
 
 
+def error_fields(failed: Failed) -> dict[str, Any]:
+    """An error event's fields; a recoverable one says when and from where to resume."""
+    fields: dict[str, Any] = {
+        "error": failed.message,
+        "recoverable": failed.recoverable,
+        "chunk_index": failed.index,
+        "progress": failed.progress.fraction,
+    }
+    if failed.recoverable:
+        fields.update(retry_after_ms=failed.retry_after_ms, resume_from=failed.resume_from)
+    return fields
+
+
+def error_framing(failed: Failed) -> dict[str, Any]:
+    """A recoverable error carries the resume point as its id and the wait as `retry:`, so a
+    browser EventSource resumes at the right place after the right delay on its own."""
+    if not failed.recoverable:
+        return {}
+    return {"id": failed.resume_from, "retry_ms": failed.retry_after_ms}
+
+
+def resumed(spec: StreamSpec, store: CheckpointStore) -> StreamSpec:
+    """The spec of a reconnect: the original stream's request id, and where to continue.
+
+    Raises MalformedEventId, AlreadyComplete, or ResumeMismatch when the store's checkpoint
+    shows other parameters or other input (the input before it is read and hashed here,
+    before the response starts).
+    """
+    last = EventId.parse(spec.resume_from)
+    if last.done:
+        raise AlreadyComplete
+    checkpoint = store.latest(last.request_id, last.after_chunk)
+    if checkpoint is None:
+        return replace(spec, request_id=last.request_id, resume=Resume(last.after_chunk))
+    if checkpoint.stream_key != spec.stream_key:
+        raise ResumeMismatch(
+            f"stream {last.request_id} was started with other parameters or on another endpoint; "
+            "resume it with the same ones, or start a new stream without Last-Event-ID"
+        )
+    input_hash = skip_verified(spec.source, checkpoint)
+    return replace(spec, request_id=last.request_id, resume=Resume(last.after_chunk, checkpoint, input_hash))
+
+
 def is_large(spec: StreamSpec) -> bool:
     return spec.source.size is None or spec.source.size > LARGE_INPUT_BYTES
 
@@ -51,26 +108,53 @@ def event_stream(
     *,
     client_socket=None,
     on_chunk: Callable[[int, int], None] | None = None,
+    checkpoints: CheckpointStore | None = None,
 ) -> Iterator[bytes]:
-    """The stream's bytes; `wire_bytes` in the completion counts every byte sent before it."""
-    pump = Pump(spec.params, spec.source, spec.chunk_size, events.chunk, client_socket=client_socket, on_chunk=on_chunk)
+    """The stream's bytes; `wire_bytes` in the completion counts every byte sent before it.
+
+    A resumed stream sends no metadata (the client has it): a comment opens it, so the
+    headers go out at once, then the events after the resume point.
+    """
+    pump = Pump(
+        spec.params, spec.source, spec.chunk_size, events.chunk,
+        client_socket=client_socket, on_chunk=on_chunk, resume=spec.resume,
+        on_checkpoint=None if checkpoints is None else _saver(spec, checkpoints),
+    )
+    shutdown.track(pump)
     sent = 0
     try:
-        opening = sse.retry(RETRY_MS) + events.metadata()
-        if is_large(spec):
-            opening += events.heartbeat(pump.progress())
+        if spec.resume is None:
+            last_id = chunk_id(spec.request_id, -1)
+            opening = sse.retry(RETRY_MS) + events.metadata()
+            if is_large(spec):
+                opening += events.heartbeat(pump.progress())
+        else:
+            last_id = chunk_id(spec.request_id, spec.resume.after)
+            opening = sse.retry(RETRY_MS) + sse.comment(f"resuming after {last_id}")
         sent += len(opening)
         yield opening
         for item in pump.items(spec.heartbeat_interval):
             if isinstance(item, Batch):
                 out = item.events
+                last_id = chunk_id(spec.request_id, item.chunks[-1].index)
             elif isinstance(item, Heartbeat):
                 out = events.heartbeat(item.progress)
             elif isinstance(item, Finished):
                 out = events.completion(item, sent)
+            elif isinstance(item, Interrupted):
+                out = events.error(Failed(item.reason, True, item.progress.chunks, item.progress,
+                                          retry_after_ms=RESUME_RETRY_MS, resume_from=last_id))
             else:
                 out = events.error(item)
             sent += len(out)
             yield out
     finally:
+        shutdown.untrack(pump)
         pump.close()
+
+
+def _saver(spec: StreamSpec, store: CheckpointStore) -> Callable[[int, int, str, Snapshot], None]:
+    def save(index: int, offset: int, input_sha256: str, snapshot: Snapshot) -> None:
+        store.save(spec.request_id, Checkpoint(spec.stream_key, index, offset, input_sha256, snapshot))
+
+    return save

@@ -6,6 +6,7 @@ from flask import Flask
 
 from ..engine import weight_cache
 from ..settings import Settings
+from ..streaming.checkpoints import MemoryCheckpointStore
 from .api import bp as api_bp
 from .api import health_bp
 from .errors import register_error_handlers
@@ -27,6 +28,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     weight_cache.maxsize = settings.cache_size
     metrics = Metrics()
     app.extensions["dtesn.metrics"] = metrics
+    app.extensions["dtesn.checkpoints"] = MemoryCheckpointStore(settings.checkpoint_ttl, settings.checkpoint_max_bytes)
     register_error_handlers(app)
     app.register_blueprint(health_bp)
     app.register_blueprint(api_bp)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Callable, Iterator
 
 from flask import Blueprint, Response, current_app, request
 
 from ..streaming.chunk_events import ChunkEvents, ChunkOptions
 from ..streaming.large_dataset_events import LargeDatasetEvents, PayloadOptions, optimal_chunk_size
 from ..streaming.payload import CODECS, DTYPES, ENCODINGS
-from ..streaming.stream import StreamSpec, event_stream
+from ..streaming.resume import AlreadyComplete, MalformedEventId, ResumeMismatch
+from ..streaming.stream import EventSet, StreamSpec, event_stream, resumed
 from .errors import APIError
 from .request_model import Field, ProcessingRequest, parse_request
 
@@ -23,6 +24,9 @@ SSE_HEADERS = {
     "X-Accel-Buffering": "no",
     "X-Server-Rendered": "true",
 }
+#: The query form of the Last-Event-ID header (which wins when both are sent: a browser
+#: updates the header on each reconnect, while the URL keeps its first value).
+RESUME_FIELD = Field("last_event_id", str, "")
 CHUNK_FIELDS = (
     Field("chunk_size", int, 1024, 128, 8192),
     Field("enable_compression", bool, False),
@@ -43,9 +47,8 @@ LARGE_DATASET_FIELDS = (
 def stream_process():
     """SSE: metadata, a chunk event per 4096 input bytes with real progress, heartbeats, completion."""
     parsed = _parse()
-    spec = _spec(parsed, STREAM_PROCESS_CHUNK_BYTES, CHUNK_STREAM_HEARTBEAT_S)
-    events = ChunkEvents(spec, ChunkOptions(compress=False, processing_mode=parsed.processing_mode))
-    return _sse(event_stream(spec, events, **_stream_hooks()))
+    spec = _spec("stream_process", parsed, STREAM_PROCESS_CHUNK_BYTES, CHUNK_STREAM_HEARTBEAT_S)
+    return _stream(spec, lambda s: ChunkEvents(s, ChunkOptions(compress=False, processing_mode=parsed.processing_mode)))
 
 
 @bp.route("/stream_chunks", methods=["GET", "POST"])
@@ -53,10 +56,10 @@ def stream_chunks():
     """SSE in chunks of chunk_size bytes, optionally compressed, heartbeats unless turned off."""
     parsed = _parse(CHUNK_FIELDS)
     o = parsed.options
-    spec = _spec(parsed, o["chunk_size"], CHUNK_STREAM_HEARTBEAT_S if o["timeout_prevention"] else None)
-    events = ChunkEvents(spec, ChunkOptions(compress=o["enable_compression"], processing_mode=parsed.processing_mode))
+    spec = _spec("stream_chunks", parsed, o["chunk_size"], CHUNK_STREAM_HEARTBEAT_S if o["timeout_prevention"] else None)
+    options = ChunkOptions(compress=o["enable_compression"], processing_mode=parsed.processing_mode)
     headers = {"X-Chunk-Streaming": "true", "X-Chunk-Size": str(o["chunk_size"])}
-    return _sse(event_stream(spec, events, **_stream_hooks()), headers)
+    return _stream(spec, lambda s: ChunkEvents(s, options), headers)
 
 
 @bp.route("/stream_large_dataset", methods=["GET", "POST"])
@@ -64,17 +67,16 @@ def stream_large_dataset():
     """SSE with named events: features as compressed binary, about 100 adaptive chunks."""
     parsed = _parse(LARGE_DATASET_FIELDS)
     o = parsed.options
-    codecs = _codecs(o["codecs"])
+    options = PayloadOptions(o["compression_level"], o["encoding"], o["dtype"], _codecs(o["codecs"]))
     chunk_size = optimal_chunk_size(parsed.source.size, o["max_chunk_size"])
-    spec = _spec(parsed, chunk_size, LARGE_DATASET_HEARTBEAT_S)
-    events = LargeDatasetEvents(spec, PayloadOptions(o["compression_level"], o["encoding"], o["dtype"], codecs))
+    spec = _spec("stream_large_dataset", parsed, chunk_size, LARGE_DATASET_HEARTBEAT_S)
     headers = {
         "X-Large-Dataset-Optimized": "true",
         "X-Compression-Level": str(o["compression_level"]),
         "X-Timeout-Prevention": "enhanced",
         "X-Max-Chunk-Size": str(o["max_chunk_size"]),
     }
-    return _sse(event_stream(spec, events, **_stream_hooks()), headers)
+    return _stream(spec, lambda s: LargeDatasetEvents(s, options), headers)
 
 
 def _codecs(text: str) -> tuple[str, ...]:
@@ -87,19 +89,36 @@ def _codecs(text: str) -> tuple[str, ...]:
 
 
 def _parse(extra: tuple[Field, ...] = ()) -> ProcessingRequest:
-    return parse_request(request, extra, max_body_bytes=current_app.config["DTESN_SETTINGS"].max_body_bytes)
+    return parse_request(request, (*extra, RESUME_FIELD), max_body_bytes=current_app.config["DTESN_SETTINGS"].max_body_bytes)
 
 
-def _spec(parsed: ProcessingRequest, chunk_size: int, heartbeat_default: float | None) -> StreamSpec:
+def _spec(endpoint: str, parsed: ProcessingRequest, chunk_size: int, heartbeat_default: float | None) -> StreamSpec:
     """`heartbeat_default` None turns heartbeats off; else DTESN_HEARTBEAT_INTERVAL may override it."""
     settings = current_app.config["DTESN_SETTINGS"]
     return StreamSpec(
+        endpoint=endpoint,
         request_id=request.environ["dtesn.request_id"],
         params=parsed.params,
         source=parsed.source,
         chunk_size=chunk_size,
         heartbeat_interval=None if heartbeat_default is None else settings.heartbeat_for(heartbeat_default),
+        resume_from=request.headers.get("Last-Event-ID") or parsed.options["last_event_id"],
     )
+
+
+def _stream(spec: StreamSpec, make_events: Callable[[StreamSpec], EventSet], headers: dict | None = None) -> Response:
+    """Start `spec`'s stream, or continue it after the client's last event id."""
+    store = current_app.extensions["dtesn.checkpoints"]
+    if spec.resume_from:
+        try:
+            spec = resumed(spec, store)
+        except MalformedEventId as exc:
+            raise APIError(400, str(exc), "last_event_id") from None
+        except ResumeMismatch as exc:
+            raise APIError(409, str(exc), "last_event_id") from None
+        except AlreadyComplete:
+            return Response(status=204, headers=SSE_HEADERS)
+    return _sse(event_stream(spec, make_events(spec), checkpoints=store, **_stream_hooks()), headers)
 
 
 def _stream_hooks() -> dict:

@@ -1,0 +1,79 @@
+"""Where engine checkpoints wait for a reconnect: a bounded in-process store.
+
+The interface is three calls so that a shared store (Redis: a sorted set per stream, keyed
+by chunk index, with EXPIRE) can replace it when reconnects may land on another instance.
+A checkpoint that is gone costs time, never correctness: the stream recomputes from the
+input up to the resume point.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from typing import Callable, Protocol
+
+from .resume import Checkpoint
+
+#: Checkpoints kept per stream: a client resumes a little behind the newest one (events in
+#: flight), rarely further back.
+PER_STREAM = 4
+
+
+class CheckpointStore(Protocol):
+    def save(self, request_id: str, checkpoint: Checkpoint) -> None: ...
+
+    def latest(self, request_id: str, at_most: int) -> Checkpoint | None:
+        """The newest checkpoint of the stream at or before chunk `at_most`."""
+
+    def forget(self, request_id: str) -> None: ...
+
+
+class MemoryCheckpointStore:
+    """Checkpoints expire `ttl_s` after their stream last saved one; the total stays under
+    `max_bytes` by dropping the streams that saved least recently."""
+
+    def __init__(self, ttl_s: float, max_bytes: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl_s = ttl_s
+        self.max_bytes = max_bytes
+        self._clock = clock
+        self._streams: OrderedDict[str, tuple[float, list[Checkpoint]]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._streams)
+
+    def save(self, request_id: str, checkpoint: Checkpoint) -> None:
+        with self._lock:
+            _, old = self._streams.pop(request_id, (0.0, []))
+            kept = ([c for c in old if c.index < checkpoint.index] + [checkpoint])[-PER_STREAM:]
+            self._bytes += sum(c.nbytes for c in kept) - sum(c.nbytes for c in old)
+            self._streams[request_id] = (self._clock(), kept)
+            self._evict()
+
+    def latest(self, request_id: str, at_most: int) -> Checkpoint | None:
+        with self._lock:
+            self._evict()
+            _, kept = self._streams.get(request_id, (0.0, []))
+            return next((c for c in reversed(kept) if c.index <= at_most), None)
+
+    def forget(self, request_id: str) -> None:
+        with self._lock:
+            self._drop(request_id)
+
+    def _evict(self) -> None:
+        now = self._clock()
+        while self._streams:
+            request_id, (saved, _) = next(iter(self._streams.items()))
+            if now - saved <= self.ttl_s and self._bytes <= self.max_bytes:
+                break
+            self._drop(request_id)
+
+    def _drop(self, request_id: str) -> None:
+        _, kept = self._streams.pop(request_id, (0.0, []))
+        self._bytes -= sum(c.nbytes for c in kept)

@@ -1,0 +1,184 @@
+"""Resume: a reconnect after any event continues exactly there, on every stream."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+import requests
+
+from dtesn.engine import ReservoirParams, session
+from dtesn.streaming.checkpoints import MemoryCheckpointStore
+from dtesn.streaming.resume import Checkpoint, EventId, MalformedEventId
+from tests.support.sse import events
+
+# Slow enough per chunk that checkpoints (one per computed batch) fall between chunk events.
+PARAMS = "esn_size=1024&membrane_depth=4&frame_size=8"
+STREAMS = {
+    "stream_process": "",
+    "stream_chunks": "&chunk_size=1024",
+    "stream_large_dataset": "&max_chunk_size=1024&compression_level=2",
+}
+BODY = bytes(range(256)) * 320  # 80 KB: 20 to 80 chunks
+
+
+def url(server, stream: str, extra: str = "") -> str:
+    return f"{server.url}/deep_tree_echo/{stream}?{PARAMS}{STREAMS[stream]}{extra}"
+
+
+def post(target: str, body: bytes = BODY, headers: dict | None = None, **kwargs) -> requests.Response:
+    return requests.post(target, data=body, stream=True, timeout=60,
+                         headers={"Content-Type": "application/octet-stream", **(headers or {})}, **kwargs)
+
+
+def chunks_of(evs) -> dict[int, str]:
+    """Chunk digests by the index in the event id."""
+    return {int(ev.id.rsplit(":", 1)[1]): ev.json["digest"] if "digest" in ev.json else ev.json["result"]["digest"]
+            for ev in evs if ev.id and "chunk" in ev.json["type"]}
+
+
+def read_until_chunk(response: requests.Response, index: int) -> list:
+    """Read events up to chunk `index`, then drop the connection."""
+    got = []
+    for ev in events(response):
+        got.append(ev)
+        if ev.id and ev.id.endswith(f":{index}"):
+            break
+    response.close()
+    return got
+
+
+@pytest.fixture(scope="module")
+def whole(server):
+    """Every stream uninterrupted: chunk digests by index, and the final digest."""
+    out = {}
+    for stream in STREAMS:
+        evs = list(events(post(url(server, stream))))
+        out[stream] = (chunks_of(evs), evs[-1].json["final_digest"], len(chunks_of(evs)))
+    return out
+
+
+@pytest.mark.parametrize("stream", STREAMS)
+@pytest.mark.parametrize("where", ["start", "early", "middle", "last"])
+def test_a_dropped_post_stream_resumes_with_identical_results_and_no_repeats(server, whole, stream, where):
+    digests, final, total = whole[stream]
+    cut = {"start": -1, "early": 1, "middle": total // 2, "last": total - 1}[where]
+    if cut < 0:
+        first = post(url(server, stream))
+        opening = next(events(first))
+        first.close()
+        before, last_id = [opening], opening.id
+        assert last_id.endswith(":start")
+    else:
+        before = read_until_chunk(post(url(server, stream)), cut)
+        last_id = before[-1].id
+    after = list(events(post(url(server, stream), headers={"Last-Event-ID": last_id})))
+    assert after[-1].json["final_digest"] == final
+    assert all(ev.json["request_id"] == last_id.split(":")[0] for ev in after)
+    assert not any("metadata" in ev.json["type"] for ev in after)
+    resumed = chunks_of(after)
+    assert sorted(resumed) == list(range(cut + 1, total))  # nothing sent twice, nothing missing
+    assert {**chunks_of(before), **resumed} == digests
+
+
+@pytest.mark.parametrize("stream", STREAMS)
+def test_json_input_with_last_event_id_in_the_query_resumes_without_a_checkpoint(server, stream):
+    """A request id the server never saw has no checkpoint: the stream recomputes silently."""
+    body = {"input_data": "resume me " * 4000}
+    reference = list(events(requests.post(url(server, stream), json=body, stream=True, timeout=60)))
+    ref_chunks = chunks_of(reference)
+    cut = len(ref_chunks) // 2
+    after = list(events(requests.post(url(server, stream, f"&last_event_id=never{stream[7:11]}:{cut}"), json=body,
+                                      stream=True, timeout=60)))
+    assert sorted(chunks_of(after)) == list(range(cut + 1, len(ref_chunks)))
+    assert all(chunks_of(after)[i] == ref_chunks[i] for i in chunks_of(after))
+    assert after[-1].json["final_digest"] == reference[-1].json["final_digest"]
+    assert after[-1].id == f"never{stream[7:11]}:done"
+
+
+@pytest.mark.parametrize("stream", STREAMS)
+def test_a_reconnect_after_completion_gets_204(server, stream):
+    r = post(url(server, stream), headers={"Last-Event-ID": "abc123:done"})
+    assert r.status_code == 204 and r.content == b""
+
+
+@pytest.mark.parametrize("bad", ["nocolon", "abc:", "abc:-1", "abc:01", "a b:1", "x" * 33 + ":1", "abc:1:2", "abc:start!"])
+def test_malformed_ids_are_a_400_before_the_stream(server, bad):
+    for r in (post(url(server, "stream_chunks"), headers={"Last-Event-ID": bad}),
+              requests.get(url(server, "stream_chunks", "&input_data=x"), params={"last_event_id": bad}, timeout=10)):
+        assert r.status_code == 400, bad
+        assert r.headers["Content-Type"] == "application/json"
+        assert r.json()["field"] == "last_event_id"
+
+
+def test_resuming_with_other_input_or_parameters_is_a_409(server):
+    before = read_until_chunk(post(url(server, "stream_chunks")), 30)
+    last_id = before[-1].id
+    other_body = post(url(server, "stream_chunks"), body=BODY[::-1], headers={"Last-Event-ID": last_id})
+    assert other_body.status_code == 409
+    assert "input differs" in other_body.json()["error"]
+    other_params = requests.post(url(server, "stream_chunks").replace("frame_size=8", "frame_size=16"), data=BODY,
+                                 headers={"Content-Type": "application/octet-stream", "Last-Event-ID": last_id}, timeout=30)
+    assert other_params.status_code == 409
+    assert "other parameters" in other_params.json()["error"]
+    same = list(events(post(url(server, "stream_chunks"), headers={"Last-Event-ID": last_id})))
+    assert same[-1].json["type"] == "completion"
+
+
+def test_event_ids_parse_and_refuse():
+    assert EventId.parse("r1:start").after_chunk == -1
+    assert EventId.parse("r1:12").after_chunk == 12
+    assert EventId.parse("r1:done").done
+    with pytest.raises(MalformedEventId):
+        EventId.parse("r1:12x")
+
+
+def checkpoint(index: int, neurons: int = 64) -> Checkpoint:
+    s = session(ReservoirParams(esn_size=neurons, membrane_depth=1))
+    s.feed(bytes(index * 64 + 64))
+    return Checkpoint("key", index, index * 64 + 64, hashlib.sha256(b"").hexdigest(), s.snapshot())
+
+
+def test_the_checkpoint_store_keeps_few_per_stream_expires_them_and_stays_under_its_cap():
+    now = [0.0]
+    store = MemoryCheckpointStore(ttl_s=10, max_bytes=10**9, clock=lambda: now[0])
+    for i in range(10):
+        store.save("a", checkpoint(i))
+    assert store.latest("a", 100).index == 9
+    assert store.latest("a", 7).index == 7
+    assert store.latest("a", 3) is None  # only the newest few are kept
+    now[0] = 11
+    assert store.latest("a", 100) is None and store.nbytes == 0
+
+    one = checkpoint(0).nbytes
+    store = MemoryCheckpointStore(ttl_s=10, max_bytes=3 * one, clock=lambda: now[0])
+    for name in "abcde":
+        store.save(name, checkpoint(0))
+    assert len(store) == 3 and store.nbytes <= 3 * one
+    assert store.latest("a", 0) is None and store.latest("e", 0) is not None
+
+
+def test_sigterm_ends_open_streams_with_a_recoverable_error_and_resuming_works(start_server, server, whole):
+    """A deploy: the worker gets SIGTERM mid-stream; the stream resumes on another server."""
+    import signal
+
+    digests, final, total = whole["stream_chunks"]
+    doomed = start_server()
+    response = post(url(doomed, "stream_chunks"))
+    got = []
+    for ev in events(response):
+        got.append(ev)
+        if ev.id and ev.id.endswith(":3"):
+            doomed.process.send_signal(signal.SIGTERM)
+    doomed.process.wait(timeout=20)
+    error = got[-1]
+    assert error.json["type"] == "error" and error.json["recoverable"] is True
+    assert error.json["retry_after_ms"] > 0 and error.retry == error.json["retry_after_ms"]
+    last_chunk = next(ev for ev in reversed(got) if ev.json["type"] == "chunk")
+    assert error.id == error.json["resume_from"] == last_chunk.id
+    resume_from = error.json["resume_from"]
+    assert resume_from.startswith(got[0].json["request_id"] + ":")
+    after = list(events(post(url(server, "stream_chunks"), headers={"Last-Event-ID": resume_from})))
+    assert after[-1].json["final_digest"] == final
+    assert {**chunks_of(got), **chunks_of(after)} == digests
+    assert not set(chunks_of(got)) & set(chunks_of(after))
