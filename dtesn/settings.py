@@ -8,6 +8,7 @@ Imports nothing heavy: the gunicorn master must not import NumPy or gevent.
 from __future__ import annotations
 
 import os
+import tempfile
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -33,6 +34,10 @@ class Settings:
     heartbeat_interval: float
     checkpoint_ttl: float
     checkpoint_max_bytes: int
+    dataset_dir: str
+    dataset_max_bytes: int
+    dataset_store_max_bytes: int
+    dataset_ttl: float
 
     def __post_init__(self) -> None:
         _at_least("worker_connections", self.worker_connections, 1)
@@ -45,8 +50,16 @@ class Settings:
         _at_least("heartbeat_interval", self.heartbeat_interval, 0)
         _at_least("checkpoint_ttl", self.checkpoint_ttl, 0)
         _at_least("checkpoint_max_bytes", self.checkpoint_max_bytes, 0)
+        _at_least("dataset_max_bytes", self.dataset_max_bytes, 1)
+        _at_least("dataset_store_max_bytes", self.dataset_store_max_bytes, 1)
+        _at_least("dataset_ttl", self.dataset_ttl, 1)
         if self.process_max_bytes > self.max_body_bytes:
             raise SettingsError("process_max_bytes must not exceed max_body_bytes")
+
+    @property
+    def dataset_path(self) -> Path:
+        """DTESN_DATASET_DIR, or a directory under the system's temporary one."""
+        return Path(self.dataset_dir) if self.dataset_dir else Path(tempfile.gettempdir()) / "dtesn-datasets"
 
     def heartbeat_for(self, endpoint_default: float) -> float:
         """DTESN_HEARTBEAT_INTERVAL, when set, overrides every endpoint's default."""

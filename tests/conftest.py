@@ -25,8 +25,8 @@ def start_server(tmp_path_factory):
     """Start extra servers with their own environment; all are stopped at the end."""
     started: list[Server] = []
 
-    def start(**env: str) -> Server:
-        srv = Server(tmp_path_factory.mktemp("server"), env)
+    def start(port: int | None = None, **env: str) -> Server:
+        srv = Server(tmp_path_factory.mktemp("server"), env, port)
         started.append(srv)
         return srv
 

@@ -194,6 +194,7 @@ class Pump:
         for greenlet in (self._producer, self._watcher):
             if greenlet is not None and greenlet is not gevent.getcurrent():
                 greenlet.kill(block=True)
+        self.source.close()
 
     def progress(self, chunks: int = 0, nbytes: int = 0, compute_s: float = 0.0) -> Progress:
         """Progress so far, plus `chunks`, `nbytes` and `compute_s` not yet counted."""

@@ -24,6 +24,9 @@ class InputSource(Protocol):
     def read(self, n: int) -> bytes:
         """Up to n bytes; b"" at the end of input."""
 
+    def close(self) -> None:
+        """Release what the source holds (a dataset's open file); the stream has ended."""
+
 
 class BytesSource:
     def __init__(self, data: bytes) -> None:
@@ -35,6 +38,9 @@ class BytesSource:
         piece = self._data[self._pos : self._pos + n]
         self._pos += len(piece)
         return bytes(piece)
+
+    def close(self) -> None:
+        pass
 
 
 class StreamSource:
@@ -55,6 +61,9 @@ class StreamSource:
         if self._consumed > self._limit:
             raise InputTooLarge(self._limit)
         return piece
+
+    def close(self) -> None:
+        pass  # the server owns its input stream
 
 
 def read_all(source: InputSource, limit: int, piece: int = 1 << 16) -> bytes:

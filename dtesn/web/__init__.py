@@ -7,8 +7,10 @@ from flask import Flask
 from ..engine import weight_cache
 from ..settings import Settings
 from ..streaming.checkpoints import MemoryCheckpointStore
+from ..streaming.datasets import DatasetStore
 from .api import bp as api_bp
 from .api import health_bp
+from .datasets import bp as datasets_bp
 from .errors import register_error_handlers
 from .metrics import Metrics
 from .request_log import RequestLog, configure_access_log
@@ -28,11 +30,15 @@ def create_app(settings: Settings | None = None) -> Flask:
     weight_cache.maxsize = settings.cache_size
     metrics = Metrics()
     app.extensions["dtesn.metrics"] = metrics
+    app.extensions["dtesn.datasets"] = DatasetStore(
+        settings.dataset_path, settings.dataset_max_bytes, settings.dataset_store_max_bytes, settings.dataset_ttl
+    )
     app.extensions["dtesn.checkpoints"] = MemoryCheckpointStore(settings.checkpoint_ttl, settings.checkpoint_max_bytes)
     register_error_handlers(app)
     app.register_blueprint(health_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(streams_bp)
+    app.register_blueprint(datasets_bp)
     configure_access_log()
     app.wsgi_app = RequestLog(app.wsgi_app, on_finish=metrics.request_finished)
     return app

@@ -56,7 +56,7 @@ def process():
     """Process a whole (small) input and answer with every feature as one JSON document."""
     started = time.perf_counter()
     settings = current_app.config["DTESN_SETTINGS"]
-    parsed = parse_request(request, max_body_bytes=settings.max_body_bytes)
+    parsed = parse_request(request, max_body_bytes=settings.max_body_bytes, datasets=current_app.extensions["dtesn.datasets"])
     cap = settings.process_max_bytes
     too_large = APIError(
         413,
@@ -65,11 +65,14 @@ def process():
         "input_data",
     )
     if parsed.source.size is not None and parsed.source.size > cap:
+        parsed.source.close()
         raise too_large
     try:
         data = read_all(parsed.source, cap)
     except InputTooLarge:
         raise too_large from None
+    finally:
+        parsed.source.close()
 
     params = parsed.params
     compute_started = time.perf_counter()

@@ -1,7 +1,8 @@
 """The request model every endpoint shares: where fields and input come from, and their checks.
 
 Input arrives as a JSON body (`input_data`), as a raw body (application/octet-stream or
-text/plain, fields in the query string, read incrementally), or as query parameters on GET.
+text/plain, fields in the query string, read incrementally), as query parameters on GET, or
+as `dataset_id`, a dataset uploaded earlier (which lets a browser's EventSource use a GET).
 Everything is validated before any work starts, and every refusal names its field.
 """
 
@@ -13,6 +14,7 @@ from typing import Any, Mapping, Sequence
 from flask import Request
 
 from ..engine import RANGES, ParameterError, ReservoirParams
+from ..streaming.datasets import DatasetNotFound, DatasetStore
 from ..streaming.source import BytesSource, InputSource, StreamSource
 from .errors import APIError
 
@@ -77,6 +79,7 @@ def engine_field(name: str) -> Field:
 ENGINE_FIELDS = tuple(engine_field(name) for name in ("membrane_depth", "esn_size", "frame_size", "seed"))
 COMMON_FIELDS = (
     Field("input_data", str),
+    Field("dataset_id", str),
     *ENGINE_FIELDS,
     Field("processing_mode", str, "streaming", choices=("server_side", "streaming", "batch")),
 )
@@ -90,7 +93,8 @@ class ProcessingRequest:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-def parse_request(request: Request, extra: Sequence[Field] = (), *, max_body_bytes: int) -> ProcessingRequest:
+def parse_request(request: Request, extra: Sequence[Field] = (), *, max_body_bytes: int,
+                  datasets: DatasetStore | None = None) -> ProcessingRequest:
     """Validate a request completely, before any work, into parameters and an input source."""
     declared = {f.name: f for f in (*COMMON_FIELDS, *extra)}
     raw_body: InputSource | None = None
@@ -128,12 +132,13 @@ def parse_request(request: Request, extra: Sequence[Field] = (), *, max_body_byt
         values[name] = spec.convert(*value)
 
     text = values.pop("input_data", None)
-    if text is not None and raw_body is not None:
-        raise APIError(400, "give the input either as a raw body or as input_data, not both", "input_data")
-    if text is None and raw_body is None:
-        raise APIError(400, "input is required: input_data, or a raw request body", "input_data")
-    source = raw_body or BytesSource(text.encode("utf-8"))
-    if source.size is not None and source.size > max_body_bytes:
+    dataset_id = values.pop("dataset_id", None)
+    given = [name for name, v in (("a raw body", raw_body), ("input_data", text), ("dataset_id", dataset_id)) if v is not None]
+    if len(given) > 1:
+        raise APIError(400, f"give the input one way only, not {' and '.join(given)}", "dataset_id" if dataset_id else "input_data")
+    if not given:
+        raise APIError(400, "input is required: input_data, a raw request body, or dataset_id", "input_data")
+    if text is not None and len(text.encode("utf-8")) > max_body_bytes:
         raise APIError(413, f"input exceeds the limit of {max_body_bytes} bytes", "input_data")
 
     engine_values = {f.name: values.pop(f.name, f.default) for f in ENGINE_FIELDS}
@@ -143,7 +148,19 @@ def parse_request(request: Request, extra: Sequence[Field] = (), *, max_body_byt
         raise APIError(400, exc.message, exc.field) from None
     mode = values.pop("processing_mode", "streaming")
     options = {f.name: values.get(f.name, f.default) for f in extra}
+    source = raw_body or (BytesSource(text.encode("utf-8")) if text is not None else _open_dataset(datasets, dataset_id))
     return ProcessingRequest(params=params, processing_mode=mode, source=source, options=options)
+
+
+def _open_dataset(datasets: DatasetStore | None, dataset_id: str) -> InputSource:
+    """Opened last, once everything else is valid."""
+    try:
+        if datasets is None:
+            raise DatasetNotFound(dataset_id)
+        return datasets.open(dataset_id)
+    except DatasetNotFound:
+        raise APIError(404, "no such dataset (unknown, deleted or expired): upload it to /deep_tree_echo/datasets",
+                       "dataset_id") from None
 
 
 def parse_fields(args: Mapping[str, str], fields: Sequence[Field]) -> dict[str, Any]:

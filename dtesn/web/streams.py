@@ -89,7 +89,8 @@ def _codecs(text: str) -> tuple[str, ...]:
 
 
 def _parse(extra: tuple[Field, ...] = ()) -> ProcessingRequest:
-    return parse_request(request, (*extra, RESUME_FIELD), max_body_bytes=current_app.config["DTESN_SETTINGS"].max_body_bytes)
+    return parse_request(request, (*extra, RESUME_FIELD), max_body_bytes=current_app.config["DTESN_SETTINGS"].max_body_bytes,
+                         datasets=current_app.extensions["dtesn.datasets"])
 
 
 def _spec(endpoint: str, parsed: ProcessingRequest, chunk_size: int, heartbeat_default: float | None) -> StreamSpec:

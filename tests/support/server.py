@@ -28,8 +28,8 @@ def free_port() -> int:
 class Server:
     """A gunicorn process running the app; `url` is its base address."""
 
-    def __init__(self, log_dir: Path, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
+    def __init__(self, log_dir: Path, env: dict[str, str] | None = None, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_dir / f"server-{self.port}.log"
         bin_dir = Path(sys.executable).parent
