@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from dtesn.engine import ReservoirParams, session
-from dtesn.streaming.checkpoints import MemoryCheckpointStore
+from dtesn.streaming.checkpoints import PER_STREAM, MemoryCheckpointStore
 from dtesn.streaming.resume import Checkpoint, EventId, MalformedEventId
 from tests.support.sse import events
 
@@ -144,9 +144,12 @@ def test_the_checkpoint_store_keeps_few_per_stream_expires_them_and_stays_under_
     store = MemoryCheckpointStore(ttl_s=10, max_bytes=10**9, clock=lambda: now[0])
     for i in range(10):
         store.save("a", checkpoint(i))
-    assert store.latest("a", 100).index == 9
-    assert store.latest("a", 7).index == 7
-    assert store.latest("a", 3) is None  # only the newest few are kept
+    for i in range(10, 100):
+        store.save("a", checkpoint(i, neurons=32))
+    kept = sorted({store.latest("a", i).index for i in range(100)})
+    assert len(kept) == PER_STREAM and kept[0] == 0 and kept[-1] == 99  # the first and the newest stay
+    gaps = [b - a for a, b in zip(kept, kept[1:])]
+    assert gaps == sorted(gaps, reverse=True)  # denser near the newest, where clients resume
     now[0] = 11
     assert store.latest("a", 100) is None and store.nbytes == 0
 

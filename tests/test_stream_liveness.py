@@ -40,8 +40,11 @@ def gaps(evs) -> list[float]:
 
 
 def slow_stream(server, nbytes: int, results: list) -> None:
+    # identity: the gaps measured are the computation's; transport compression adds each
+    # multi-megabyte event's compression time to its gap (see dtesn/streaming/transport.py).
     r = requests.post(server.url + "/deep_tree_echo/" + SLOW, data=bytes(range(256)) * (nbytes // 256),
-                      headers={"Content-Type": "application/octet-stream"}, stream=True, timeout=120)
+                      headers={"Content-Type": "application/octet-stream", "Accept-Encoding": "identity"},
+                      stream=True, timeout=120)
     results.append(list(events(r)))
 
 

@@ -15,9 +15,10 @@ from typing import Callable, Protocol
 
 from .resume import Checkpoint
 
-#: Checkpoints kept per stream: a client resumes a little behind the newest one (events in
-#: flight), rarely further back.
-PER_STREAM = 4
+#: Checkpoints kept per stream. A client resumes behind the newest one by what is in flight
+#: (queue, socket buffers: often several batches), rarely far back; so past this count the
+#: most crowded for its age goes, and the spacing grows with age.
+PER_STREAM = 8
 
 
 class CheckpointStore(Protocol):
@@ -51,7 +52,9 @@ class MemoryCheckpointStore:
     def save(self, request_id: str, checkpoint: Checkpoint) -> None:
         with self._lock:
             _, old = self._streams.pop(request_id, (0.0, []))
-            kept = ([c for c in old if c.index < checkpoint.index] + [checkpoint])[-PER_STREAM:]
+            kept = [c for c in old if c.index < checkpoint.index] + [checkpoint]
+            while len(kept) > PER_STREAM:
+                del kept[_thinnest(kept)]
             self._bytes += sum(c.nbytes for c in kept) - sum(c.nbytes for c in old)
             self._streams[request_id] = (self._clock(), kept)
             self._evict()
@@ -77,3 +80,14 @@ class MemoryCheckpointStore:
     def _drop(self, request_id: str) -> None:
         _, kept = self._streams.pop(request_id, (0.0, []))
         self._bytes -= sum(c.nbytes for c in kept)
+
+
+def _thinnest(kept: list[Checkpoint]) -> int:
+    """The position, never the first or the newest, whose removal leaves the smallest gap
+    for its age (gap / distance from the newest): what stays is spaced about geometrically."""
+    newest = kept[-1].index
+
+    def crowding(k: int) -> float:
+        return (kept[k + 1].index - kept[k - 1].index) / (newest - kept[k].index)
+
+    return min(range(1, len(kept) - 1), key=crowding)

@@ -6,6 +6,7 @@ from typing import Callable, Iterator
 
 from flask import Blueprint, Response, current_app, request
 
+from ..streaming import transport
 from ..streaming.chunk_events import ChunkEvents, ChunkOptions
 from ..streaming.large_dataset_events import LargeDatasetEvents, PayloadOptions, optimal_chunk_size
 from ..streaming.payload import CODECS, DTYPES, ENCODINGS
@@ -128,12 +129,15 @@ def _stream_hooks() -> dict:
 
 
 def _sse(events: Iterator[bytes], headers: dict | None = None) -> Response:
+    """The response; compressed as a whole when the client accepts br or gzip."""
     metrics = current_app.extensions["dtesn.metrics"]
-    return Response(
-        _counted(events, metrics),
-        content_type="text/event-stream; charset=utf-8",
-        headers={**SSE_HEADERS, **(headers or {})},
-    )
+    body = _counted(events, metrics)
+    encoding = request.accept_encodings.best_match(transport.ENCODINGS)
+    headers = {**SSE_HEADERS, **(headers or {}), "Vary": "Accept-Encoding"}
+    if encoding:
+        body = transport.encode(body, encoding)
+        headers["Content-Encoding"] = encoding
+    return Response(body, content_type="text/event-stream; charset=utf-8", headers=headers)
 
 
 def _counted(events: Iterator[bytes], metrics) -> Iterator[bytes]:
