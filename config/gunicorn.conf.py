@@ -10,10 +10,12 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from dtesn.settings import Settings, SettingsError  # noqa: E402
+from dtesn.streaming.bandwidth import PolicyError, load_policies  # noqa: E402
 
 try:
     _settings = Settings.load()
-except SettingsError as exc:
+    load_policies()
+except (SettingsError, PolicyError) as exc:
     sys.exit(f"dtesn-stream: invalid configuration: {exc}")
 
 # One BLAS thread per worker: workers are the unit of parallelism, and several BLAS threads

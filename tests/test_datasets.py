@@ -25,6 +25,7 @@ STREAMS = {
     "stream_process": "",
     "stream_chunks": "&chunk_size=1024",
     "stream_large_dataset": "&max_chunk_size=1024",
+    "stream_optimized": "&bandwidth_hint=auto&enable_progressive_rendering=true",
 }
 
 

@@ -18,6 +18,7 @@ STREAMS = {
     "stream_process": "",
     "stream_chunks": "&chunk_size=1024",
     "stream_large_dataset": "&max_chunk_size=1024&compression_level=2",
+    "stream_optimized": "&bandwidth_hint=low",
 }
 BODY = bytes(range(256)) * 320  # 80 KB: 20 to 80 chunks
 

@@ -8,6 +8,9 @@ from dataclasses import dataclass
 
 import brotli
 
+#: The codecs binary payloads may use (a client may accept a subset: a browser's
+#: DecompressionStream knows gzip and deflate, not brotli).
+CODECS = ("zlib", "gzip", "brotli")
 
 @dataclass(frozen=True)
 class Packed:

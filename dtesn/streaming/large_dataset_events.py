@@ -43,19 +43,30 @@ class LargeDatasetEvents:
         # Written by chunk() (one batch at a time), read by completion() after the last batch.
         self.original_bytes = 0
         self.compressed_bytes = 0
-        kind = "compressed_chunk" if options.compression_level > 0 else f"{self.prefix}_chunk"
-        constant = {"type": kind, "request_id": spec.request_id, "dtype": options.dtype, "encoding": options.encoding}
-        self._chunk_prefix = sse.encode_json(constant)[:-1]
+        self._chunk_prefix = self.chunk_prefix(self.chunk_type(options))
         self._encoder = PayloadEncoder(options.compression_level, options.encoding, options.dtype, options.codecs)
+
+    def chunk_type(self, options: PayloadOptions) -> str:
+        return "compressed_chunk" if options.compression_level > 0 else f"{self.prefix}_chunk"
+
+    def chunk_prefix(self, kind: str) -> str:
+        """The chunk events' constant fields, as JSON text without its closing brace."""
+        constant = {"type": kind, "request_id": self.spec.request_id, "dtype": self.options.dtype,
+                    "encoding": self.options.encoding}
+        return sse.encode_json(constant)[:-1]
 
     def _event(self, name: str, kind: str, body: dict, **framing) -> bytes:
         return sse.event({**common_fields(kind, self.spec.request_id), **body}, name=name, **framing)
 
     def metadata(self) -> bytes:
+        return self._event("metadata", f"{self.prefix}_metadata", self.metadata_fields(),
+                           id=chunk_id(self.spec.request_id, -1))
+
+    def metadata_fields(self) -> dict:
         spec, p, o = self.spec, self.spec.params, self.options
         size = spec.source.size
         rate = rates.steps_per_sec(p)
-        return self._event("metadata", f"{self.prefix}_metadata", {
+        return {
             "total_size_bytes": size,
             "optimal_chunk_size": spec.chunk_size,
             "estimated_chunks": None if size is None else -(-size // spec.chunk_size),
@@ -73,7 +84,7 @@ class LargeDatasetEvents:
             "seed": p.seed,
             "timeout_prevention": spec.heartbeat_interval is not None,
             "heartbeat_interval_s": spec.heartbeat_interval,
-        }, id=chunk_id(spec.request_id, -1))
+        }
 
     def heartbeat(self, progress: Progress) -> bytes:
         return self._event("heartbeat", f"{self.prefix}_heartbeat", {
@@ -85,16 +96,19 @@ class LargeDatasetEvents:
         })
 
     def chunk(self, done: ChunkDone) -> bytes:
+        return self.binary_chunk(done, self._encoder, self._chunk_prefix)
+
+    def binary_chunk(self, done: ChunkDone, encoder: PayloadEncoder, prefix: str) -> bytes:
         """The chunk event, formatted from a per-stream prefix: at 50 MB/s a stream sends
         thousands a second, and building a dict for json to walk cost a fifth of the time."""
         features = done.result.features
-        payload = self._encoder.encode(features)
+        payload = encoder.encode(features)
         self.original_bytes += payload.original_size
         self.compressed_bytes += payload.compressed_size
         steps, membranes = features.shape
         progress = done.progress.fraction
         text = (
-            f'{self._chunk_prefix},"timestamp":{time.time():.3f},"index":{done.index},"offset":{done.offset},'
+            f'{prefix},"timestamp":{time.time():.3f},"index":{done.index},"offset":{done.offset},'
             f'"bytes":{done.nbytes},"steps":{steps},"progress":{"null" if progress is None else repr(progress)},'
             f'"processing_time_ms":{done.compute_s * 1000:.3f},"shape":[{steps},{membranes}],'
             f'"compression_method":"{payload.method}","transform":"{payload.transform}",'

@@ -25,7 +25,8 @@ from typing import Callable
 import brotli
 import numpy as np
 
-CODECS = ("zlib", "gzip", "brotli")
+from .compression import CODECS
+
 ENCODINGS = ("base64", "hex")
 DTYPES = {"float32": "<f4", "float16": "<f2"}
 _UINT = {2: "<u2", 4: "<u4"}

@@ -156,8 +156,11 @@ class Pump:
 
     # -- the writer's side -------------------------------------------------------------
 
-    def items(self, heartbeat_interval: float | None) -> Iterator[Item]:
-        """Results in order, with heartbeats between them; ends after Finished or Failed."""
+    def items(self, heartbeat_interval: Callable[[], float | None]) -> Iterator[Item]:
+        """Results in order, with heartbeats between them; ends after Finished or Failed.
+
+        `heartbeat_interval()` is asked before each wait (None: no heartbeats), so a stream
+        can change it as it goes."""
         self._producer = gevent.spawn(self._produce)
         last_write = time.monotonic()
         unswitched = 0  # consecutive writes whose item was ready: no hub switch happened
@@ -167,7 +170,8 @@ class Pump:
                 if unswitched > YIELD_EVERY:  # a bulk stream to a fast reader: let others run
                     gevent.sleep(0)
                     unswitched = 0
-                timeout = None if heartbeat_interval is None else max(0.0, last_write + heartbeat_interval - time.monotonic())
+                interval = heartbeat_interval()
+                timeout = None if interval is None else max(0.0, last_write + interval - time.monotonic())
                 try:
                     item = self._queue.get(timeout=timeout)
                 except Empty:
@@ -187,6 +191,10 @@ class Pump:
         if self._producer is not None:
             self._producer.kill(block=False)
         self._replace_queued(Interrupted(reason, self.progress()))
+
+    def ready(self) -> bool:
+        """A result is waiting: the writer need not flush what it holds yet."""
+        return not self._queue.empty()
 
     def close(self) -> None:
         """Stop everything this stream started (idempotent)."""

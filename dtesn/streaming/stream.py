@@ -7,6 +7,7 @@ promises.
 
 from __future__ import annotations
 
+import socket
 import time
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator, Protocol
@@ -41,6 +42,22 @@ class StreamSpec:
     def stream_key(self) -> str:
         """What a reconnect must repeat to resume this stream: chunk indices and results depend on it."""
         return f"{self.endpoint}|{self.chunk_size}|{self.params!r}"
+
+
+class Pacing(Protocol):
+    """How a stream writes: coalescing, heartbeat timing, and what it learns from its writes."""
+
+    @property
+    def write_buffer(self) -> int: ...  # bytes held back to coalesce small events
+
+    @property
+    def heartbeat_interval(self) -> float | None: ...
+
+    @property
+    def socket_buffer(self) -> int: ...  # the client socket's SO_SNDBUF; 0: leave the kernel's
+
+    def written(self, nbytes: int, blocked_s: float) -> bytes:
+        """Account a write that stayed blocked `blocked_s`; events to send in reply (or b"")."""
 
 
 class EventSet(Protocol):
@@ -109,8 +126,13 @@ def event_stream(
     client_socket=None,
     on_chunk: Callable[[int, int], None] | None = None,
     checkpoints: CheckpointStore | None = None,
+    pacing: Pacing | None = None,
 ) -> Iterator[bytes]:
     """The stream's bytes; `wire_bytes` in the completion counts every byte sent before it.
+
+    With `pacing`, events are coalesced up to its write buffer (never held while the stream
+    waits for its next result), written in pieces of at most that size, and the time each
+    piece blocks is reported to it.
 
     A resumed stream sends no metadata (the client has it): a comment opens it, so the
     headers go out at once, then the events after the resume point.
@@ -133,7 +155,11 @@ def event_stream(
             opening = sse.retry(RETRY_MS) + sse.comment(f"resuming after {last_id}")
         sent += len(opening)
         yield opening
-        for item in pump.items(spec.heartbeat_interval):
+        held = b""
+        interval = (lambda: pacing.heartbeat_interval) if pacing else (lambda: spec.heartbeat_interval)
+        if pacing is not None:
+            _size_send_buffer(client_socket, pacing.socket_buffer)
+        for item in pump.items(interval):
             if isinstance(item, Batch):
                 out = item.events
                 last_id = chunk_id(spec.request_id, item.chunks[-1].index)
@@ -147,10 +173,35 @@ def event_stream(
             else:
                 out = events.error(item)
             sent += len(out)
-            yield out
+            if pacing is None:
+                yield out
+                continue
+            held += out
+            if len(held) >= pacing.write_buffer or not pump.ready() or not isinstance(item, (Batch, Heartbeat)):
+                reply, size = b"", pacing.write_buffer  # read once: written() may change it
+                for start in range(0, len(held), size):  # write_buffer-sized writes, each timed
+                    piece = held[start : start + size]
+                    started = time.monotonic()
+                    yield piece
+                    reply += pacing.written(len(piece), time.monotonic() - started)
+                held = b""
+                if reply:  # after whole events only
+                    _size_send_buffer(client_socket, pacing.socket_buffer)
+                    sent += len(reply)
+                    yield reply
     finally:
         shutdown.untrack(pump)
         pump.close()
+
+
+def _size_send_buffer(sock, nbytes: int) -> None:
+    """Cap the kernel's send buffer (0: leave it). Best effort: a socket may be gone already."""
+    if sock is None or nbytes <= 0:
+        return
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, nbytes)
+    except OSError:
+        pass
 
 
 def _saver(spec: StreamSpec, store: CheckpointStore) -> Callable[[int, int, str, Snapshot], None]:

@@ -6,6 +6,7 @@ from flask import Flask
 
 from ..engine import weight_cache
 from ..settings import Settings
+from ..streaming.bandwidth import load_policies
 from ..streaming.checkpoints import MemoryCheckpointStore
 from ..streaming.datasets import DatasetStore
 from .api import bp as api_bp
@@ -33,6 +34,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["dtesn.datasets"] = DatasetStore(
         settings.dataset_path, settings.dataset_max_bytes, settings.dataset_store_max_bytes, settings.dataset_ttl
     )
+    app.extensions["dtesn.policies"] = load_policies()
     app.extensions["dtesn.checkpoints"] = MemoryCheckpointStore(settings.checkpoint_ttl, settings.checkpoint_max_bytes)
     register_error_handlers(app)
     app.register_blueprint(health_bp)

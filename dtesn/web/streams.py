@@ -7,9 +7,12 @@ from typing import Callable, Iterator
 from flask import Blueprint, Response, current_app, request
 
 from ..streaming import transport
+from ..streaming.bandwidth import HINTS, Tuner
+from ..streaming.optimized_events import OptimizedEvents, OptimizedOptions
 from ..streaming.chunk_events import ChunkEvents, ChunkOptions
 from ..streaming.large_dataset_events import LargeDatasetEvents, PayloadOptions, optimal_chunk_size
-from ..streaming.payload import CODECS, DTYPES, ENCODINGS
+from ..streaming.compression import CODECS
+from ..streaming.payload import DTYPES, ENCODINGS
 from ..streaming.resume import AlreadyComplete, MalformedEventId, ResumeMismatch
 from ..streaming.stream import EventSet, StreamSpec, event_stream, resumed
 from .errors import APIError
@@ -25,6 +28,13 @@ SSE_HEADERS = {
     "X-Accel-Buffering": "no",
     "X-Server-Rendered": "true",
 }
+OPTIMIZED_FIELDS = (
+    Field("bandwidth_hint", str, "auto", choices=HINTS),
+    Field("adaptive_compression", bool, True),
+    Field("enable_progressive_rendering", bool, False),
+    Field("encoding", str, "base64", choices=ENCODINGS),
+    Field("dtype", str, "float32", choices=tuple(DTYPES)),
+)
 #: The query form of the Last-Event-ID header (which wins when both are sent: a browser
 #: updates the header on each reconnect, while the URL keeps its first value).
 RESUME_FIELD = Field("last_event_id", str, "")
@@ -80,6 +90,25 @@ def stream_large_dataset():
     return _stream(spec, lambda s: LargeDatasetEvents(s, options), headers)
 
 
+@bp.route("/stream_optimized", methods=["GET", "POST"])
+def stream_optimized():
+    """SSE shaped by a bandwidth policy (config/bandwidth.toml), or by the measured delivery rate."""
+    parsed = _parse(OPTIMIZED_FIELDS)
+    o = parsed.options
+    tuner = Tuner(current_app.extensions["dtesn.policies"], o["bandwidth_hint"])
+    settings = current_app.config["DTESN_SETTINGS"]
+    spec = _spec("stream_optimized", parsed, tuner.policy.chunk_size, tuner.policy.heartbeat_interval)
+    options = OptimizedOptions(o["bandwidth_hint"], o["adaptive_compression"], o["enable_progressive_rendering"],
+                               o["encoding"], o["dtype"], settings.heartbeat_interval or None)
+    headers = {
+        "X-Bandwidth-Hint": o["bandwidth_hint"],
+        "X-Adaptive-Compression": str(o["adaptive_compression"]).lower(),
+        "X-Progressive-Rendering": str(o["enable_progressive_rendering"]).lower(),
+        "X-Timeout-Prevention": "enhanced",
+    }
+    return _stream(spec, lambda s: OptimizedEvents(s, tuner, options), headers, paced=True)
+
+
 def _codecs(text: str) -> tuple[str, ...]:
     """A comma-separated subset of the codecs, e.g. "gzip,zlib" for a browser without brotli."""
     names = tuple(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
@@ -108,8 +137,10 @@ def _spec(endpoint: str, parsed: ProcessingRequest, chunk_size: int, heartbeat_d
     )
 
 
-def _stream(spec: StreamSpec, make_events: Callable[[StreamSpec], EventSet], headers: dict | None = None) -> Response:
-    """Start `spec`'s stream, or continue it after the client's last event id."""
+def _stream(spec: StreamSpec, make_events: Callable[[StreamSpec], EventSet], headers: dict | None = None,
+            paced: bool = False) -> Response:
+    """Start `spec`'s stream, or continue it after the client's last event id; with `paced`,
+    the events also pace the writes (see Pacing)."""
     store = current_app.extensions["dtesn.checkpoints"]
     if spec.resume_from:
         try:
@@ -120,7 +151,9 @@ def _stream(spec: StreamSpec, make_events: Callable[[StreamSpec], EventSet], hea
             raise APIError(409, str(exc), "last_event_id") from None
         except AlreadyComplete:
             return Response(status=204, headers=SSE_HEADERS)
-    return _sse(event_stream(spec, make_events(spec), checkpoints=store, **_stream_hooks()), headers)
+    events = make_events(spec)
+    pacing = events if paced else None
+    return _sse(event_stream(spec, events, checkpoints=store, pacing=pacing, **_stream_hooks()), headers)
 
 
 def _stream_hooks() -> dict:

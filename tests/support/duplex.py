@@ -21,9 +21,14 @@ def pattern(size: int, block: bytes = bytes(range(256)) * 256) -> Iterator[bytes
 
 class DuplexResponse:
     def __init__(self, port: int, path: str, body: Iterable[bytes], size: int | None = None,
-                 content_type: str = "application/octet-stream") -> None:
+                 content_type: str = "application/octet-stream", rcvbuf: int | None = None) -> None:
+        """`rcvbuf` shrinks the receive buffer (set before connecting, as the kernel requires),
+        so that a slow reader makes the server's writes block soon."""
         self.started = time.monotonic()
-        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock = socket.socket()
+        if rcvbuf is not None:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.connect(("127.0.0.1", port))
         length = f"Content-Length: {size}" if size is not None else "Transfer-Encoding: chunked"
         self.sock.sendall((f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
                            f"{length}\r\n\r\n").encode())
