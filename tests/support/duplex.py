@@ -21,7 +21,8 @@ def pattern(size: int, block: bytes = bytes(range(256)) * 256) -> Iterator[bytes
 
 class DuplexResponse:
     def __init__(self, port: int, path: str, body: Iterable[bytes], size: int | None = None,
-                 content_type: str = "application/octet-stream", rcvbuf: int | None = None) -> None:
+                 content_type: str = "application/octet-stream", rcvbuf: int | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         """`rcvbuf` shrinks the receive buffer (set before connecting, as the kernel requires),
         so that a slow reader makes the server's writes block soon."""
         self.started = time.monotonic()
@@ -30,8 +31,9 @@ class DuplexResponse:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.connect(("127.0.0.1", port))
         length = f"Content-Length: {size}" if size is not None else "Transfer-Encoding: chunked"
+        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
         self.sock.sendall((f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
-                           f"{length}\r\n\r\n").encode())
+                           f"{extra}{length}\r\n\r\n").encode())
         self._stop = threading.Event()
         self._sender = threading.Thread(target=self._send, args=(body, size is None), daemon=True)
         self._sender.start()
