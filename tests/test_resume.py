@@ -186,3 +186,17 @@ def test_sigterm_ends_open_streams_with_a_recoverable_error_and_resuming_works(s
     assert after[-1].json["final_digest"] == final
     assert {**chunks_of(got), **chunks_of(after)} == digests
     assert not set(chunks_of(got)) & set(chunks_of(after))
+
+
+@pytest.mark.parametrize("stream", STREAMS)
+def test_get_with_dataset_id_resumes_at_several_points(server, whole, stream):
+    digests, final, total = whole[stream]
+    dataset_id = requests.post(server.url + "/deep_tree_echo/datasets", data=BODY, timeout=30,
+                               headers={"Content-Type": "application/octet-stream"}).json()["dataset_id"]
+    target = url(server, stream, f"&dataset_id={dataset_id}")
+    for cut in (0, total // 3, total - 2):
+        before = read_until_chunk(requests.get(target, stream=True, timeout=60), cut)
+        after = list(events(requests.get(target, params={"last_event_id": before[-1].id}, stream=True, timeout=60)))
+        assert sorted(chunks_of(after)) == list(range(cut + 1, total))
+        assert {**chunks_of(before), **chunks_of(after)} == digests
+        assert after[-1].json["final_digest"] == final
