@@ -25,6 +25,7 @@ class SettingsError(ValueError):
 @dataclass(frozen=True)
 class Settings:
     worker_connections: int
+    max_streams: int
     timeout: int
     graceful_timeout: int
     keepalive: int
@@ -41,6 +42,12 @@ class Settings:
 
     def __post_init__(self) -> None:
         _at_least("worker_connections", self.worker_connections, 1)
+        _at_least("max_streams", self.max_streams, 1)
+        if self.max_streams >= self.worker_connections:
+            raise SettingsError(
+                "max_streams must stay below worker_connections: past worker_connections a new "
+                "connection waits silently in the accept backlog instead of getting its 503"
+            )
         _at_least("timeout", self.timeout, 1)
         _at_least("graceful_timeout", self.graceful_timeout, 1)
         _at_least("keepalive", self.keepalive, 0)

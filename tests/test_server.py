@@ -4,11 +4,15 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from dtesn.engine import ReservoirParams, session
+from dtesn.settings import Settings, SettingsError
+from tests.support.sse import events
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -84,3 +88,32 @@ def test_config_binds_port_for_a_paas_and_uses_one_blas_thread():
     clean = {k: v for k, v in os.environ.items() if k not in ("PORT", "DTESN_BIND", "OPENBLAS_NUM_THREADS")}
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=clean, capture_output=True, text=True, check=True)
     assert out.stdout.split()[0] == "127.0.0.1:8000"
+
+
+def test_past_max_streams_a_stream_gets_an_immediate_503_and_the_worker_recovers(start_server):
+    """Never a silent wait in the accept backlog: the refusal is immediate and says when to retry."""
+    srv = start_server(DTESN_MAX_STREAMS="3", DTESN_HEARTBEAT_INTERVAL="0.2")
+    slow = srv.url + "/deep_tree_echo/stream_chunks?chunk_size=8192&esn_size=4096&membrane_depth=6&frame_size=1"
+    held = [requests.post(slow, data=bytes(8192 * 50), stream=True, timeout=30,
+                          headers={"Content-Type": "application/octet-stream"}) for _ in range(3)]
+    for r in held:
+        assert next(events(r)).type == "metadata"
+    started = time.monotonic()
+    refused = requests.get(srv.url + "/deep_tree_echo/stream_process?input_data=hi", timeout=5)
+    assert time.monotonic() - started < 1.0
+    assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
+    assert "maximum number of streams" in refused.json()["error"]
+    assert requests.get(srv.url + "/deep_tree_echo/status", timeout=5).json()["streams_refused"] == 1
+    for r in held:
+        r.close()
+    deadline = time.monotonic() + 5
+    while requests.get(srv.url + "/deep_tree_echo/status", timeout=5).json()["active_streams"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    ok = requests.get(srv.url + "/deep_tree_echo/stream_process?input_data=hi", timeout=10)
+    assert ok.status_code == 200 and "completion" in ok.text
+
+
+def test_max_streams_must_stay_below_worker_connections():
+    with pytest.raises(SettingsError, match="max_streams"):
+        Settings.load({"DTESN_MAX_STREAMS": "2000", "DTESN_WORKER_CONNECTIONS": "2000"})

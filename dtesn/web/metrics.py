@@ -16,6 +16,7 @@ class Metrics:
         self.by_status: Counter[str] = Counter()
         self.active_streams = 0
         self.streams_started = 0
+        self.streams_refused = 0
         self.bytes_processed = 0
         self.steps_processed = 0
 
@@ -24,10 +25,15 @@ class Metrics:
             self.requests += 1
             self.by_status[f"{status // 100}xx"] += 1
 
-    def stream_opened(self) -> None:
+    def admit_stream(self, limit: int) -> bool:
+        """Count a stream in, unless `limit` streams are open already."""
         with self._lock:
+            if self.active_streams >= limit:
+                self.streams_refused += 1
+                return False
             self.active_streams += 1
             self.streams_started += 1
+            return True
 
     def stream_closed(self) -> None:
         with self._lock:
@@ -47,6 +53,7 @@ class Metrics:
                 "responses_by_class": dict(self.by_status),
                 "active_streams": self.active_streams,
                 "streams_started": self.streams_started,
+                "streams_refused": self.streams_refused,
                 "bytes_processed": self.bytes_processed,
                 "steps_processed": self.steps_processed,
             }

@@ -21,6 +21,7 @@ from .request_model import Field, ProcessingRequest, parse_request
 bp = Blueprint("streams", __name__, url_prefix="/deep_tree_echo")
 
 STREAM_PROCESS_CHUNK_BYTES = 4096
+RETRY_AFTER_S = 1
 CHUNK_STREAM_HEARTBEAT_S = 25.0
 LARGE_DATASET_HEARTBEAT_S = 20.0
 SSE_HEADERS = {
@@ -164,20 +165,32 @@ def _stream_hooks() -> dict:
 def _sse(events: Iterator[bytes], headers: dict | None = None) -> Response:
     """The response; compressed as a whole when the client accepts br or gzip."""
     metrics = current_app.extensions["dtesn.metrics"]
-    body = _counted(events, metrics)
+    if not metrics.admit_stream(current_app.config["DTESN_SETTINGS"].max_streams):
+        events.close()
+        raise APIError(503, "this worker serves its maximum number of streams; retry shortly", None,
+                       {"Retry-After": str(RETRY_AFTER_S)})
     encoding = request.accept_encodings.best_match(transport.ENCODINGS)
     headers = {**SSE_HEADERS, **(headers or {}), "Vary": "Accept-Encoding"}
     if encoding:
-        body = transport.encode(body, encoding)
+        events = transport.encode(events, encoding)
         headers["Content-Encoding"] = encoding
-    return Response(body, content_type="text/event-stream; charset=utf-8", headers=headers)
+    return Response(_Counted(events, metrics), content_type="text/event-stream; charset=utf-8", headers=headers)
 
 
-def _counted(events: Iterator[bytes], metrics) -> Iterator[bytes]:
-    """Counts the stream as active from its first byte until it ends or the client leaves."""
-    metrics.stream_opened()
-    try:
-        yield from events
-    finally:
-        metrics.stream_closed()
-        events.close()
+class _Counted:
+    """The stream's body, counted as open from admission until the server closes it (an
+    iterable with close(), not a generator: a generator never started never runs its finally)."""
+
+    def __init__(self, events: Iterator[bytes], metrics) -> None:
+        self._events = events
+        self._metrics = metrics
+        self._closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._events)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._events.close()
+            self._metrics.stream_closed()
