@@ -28,9 +28,10 @@ class Reservoir:
         self.dtype = weights.values.dtype
         n_total, n_skin = weights.neurons, weights.input_units.shape[1]
         self.block = max(64, BLOCK_BYTES // (n_total * self.dtype.itemsize))
-        self._trajectory = np.zeros((self.block + 1, n_total + n_skin), dtype=self.dtype)
-        self._states = self._trajectory[:, :n_total]
-        self._drives = self._trajectory[:, n_total:]
+        # The per-step buffer grows to the longest call, up to `block` rows: a stream of small
+        # chunks keeps a few KB instead of BLOCK_BYTES (hundreds of streams per worker).
+        self._trajectory = np.zeros((2, n_total + n_skin), dtype=self.dtype)
+        self._bind()
         drive_row = np.full((1, n_total), n_total, dtype=weights.sources.dtype)
         drive_row[0, :n_skin] += np.arange(n_skin)
         self._sources = np.concatenate([weights.sources, drive_row])
@@ -39,6 +40,21 @@ class Reservoir:
         self._values = np.concatenate([weights.values, drive_weight])
         self._gathered = np.empty(self._sources.shape, dtype=self.dtype)
         self._pre = np.empty(n_total, dtype=self.dtype)
+
+    def _bind(self) -> None:
+        n_total = self.weights.neurons
+        self._states = self._trajectory[:, :n_total]
+        self._drives = self._trajectory[:, n_total:]
+
+    def _reserve(self, steps: int) -> None:
+        """Room for `steps` steps (at most `block`), keeping the current state."""
+        rows = len(self._trajectory) - 1
+        if steps <= rows:
+            return
+        grown = np.zeros((min(self.block, max(steps, 2 * rows)) + 1, self._trajectory.shape[1]), dtype=self.dtype)
+        grown[0] = self._trajectory[0]
+        self._trajectory = grown
+        self._bind()
 
     @property
     def state(self) -> np.ndarray:
@@ -56,6 +72,7 @@ class Reservoir:
         `drive` is the skin's input projection, (T, n); `features` is (T, membranes);
         `states`, when given, (T, N), receives every step's full state.
         """
+        self._reserve(len(drive))
         traj, xs, gathered, pre = self._trajectory, self._states, self._gathered, self._pre
         sources, values, leak = self._sources, self._values, self.weights.leak
         multiply, reduce, tanh, add = np.multiply, np.add.reduce, np.tanh, np.add
