@@ -47,6 +47,8 @@ def index():
         "limits": {
             "max_body_bytes": settings.max_body_bytes,
             "process_max_bytes": settings.process_max_bytes,
+            "max_streams": settings.max_streams,
+            "dataset_max_bytes": settings.dataset_max_bytes,
         },
     })
 

@@ -18,7 +18,7 @@ def _store() -> DatasetStore:
 
 @bp.post("")
 def upload():
-    """The body goes to disk piece by piece (hashed on the way), never whole into memory."""
+    """Upload an input once (streamed to disk, hashed), then stream it by GET with dataset_id."""
     store = _store()
     if request.mimetype not in RAW_TYPES:
         raise APIError(415, f"upload the dataset as a raw body: Content-Type {' or '.join(RAW_TYPES)}", None)
@@ -45,11 +45,13 @@ def upload():
 
 @bp.get("/<dataset_id>")
 def describe(dataset_id: str):
+    """A dataset's size, sha256 and expiry."""
     return jsonify(_found(lambda: _store().get(dataset_id)).to_json())
 
 
 @bp.delete("/<dataset_id>")
 def delete(dataset_id: str):
+    """Remove a dataset now (a stream already reading it finishes)."""
     _found(lambda: _store().delete(dataset_id))
     return Response(status=204)
 
