@@ -110,7 +110,7 @@ def main() -> None:
     for row in rows:
         name = ", ".join(f"{k}={v}" for k, v in row.items() if k not in ("server_mb_s", "engine_mb_s", "ratio"))
         print(f"{name:<62} {row['server_mb_s']:>11} {row['engine_mb_s']:>11} {row['ratio']:>6}")
-    print(f"\nwire bytes as a ratio of level 0 (same encoding), default configuration, 1 MiB input")
+    print("\nwire bytes as a ratio of level 0 (same encoding), default configuration, 1 MiB input")
     print(f"{'input/encoding':<16} {'level 0 bytes':>13} {'level 1':>8} {'level 2':>8} {'level 3':>8}")
     for key, row in wire.items():
         print(f"{key:<16} {row['level0_bytes']:>13} {row['level1_ratio']:>8} {row['level2_ratio']:>8} {row['level3_ratio']:>8}")

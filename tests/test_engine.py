@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from dtesn.engine import ParameterError, ReservoirParams, Session, Snapshot, WeightCache, build_weights, session
+from dtesn.engine import ParameterError, ReservoirParams, Snapshot, WeightCache, build_weights, session
 
 RNG = np.random.default_rng(1234)
 BYTES = RNG.integers(0, 256, 64 * 300 + 37, dtype=np.uint8).tobytes()

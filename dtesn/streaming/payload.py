@@ -25,7 +25,6 @@ from typing import Callable
 import brotli
 import numpy as np
 
-from .compression import CODECS
 
 ENCODINGS = ("base64", "hex")
 DTYPES = {"float32": "<f4", "float16": "<f2"}
