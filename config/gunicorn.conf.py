@@ -57,7 +57,9 @@ control_socket_disable = True
 
 def post_worker_init(worker) -> None:
     """On SIGTERM (a deploy), end open streams with a resumable error before the worker exits."""
-    from dtesn.streaming import shutdown
+    from dtesn.streaming import offload, shutdown
+
+    offload.limit_threads(_settings.compute_threads)
 
     def stop_keeping_alive() -> None:
         # A connection whose stream just ended would otherwise wait idle for its next request

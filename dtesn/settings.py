@@ -32,6 +32,7 @@ class Settings:
     max_body_bytes: int
     process_max_bytes: int
     cache_size: int
+    compute_threads: int
     heartbeat_interval: float
     checkpoint_ttl: float
     checkpoint_max_bytes: int
@@ -54,6 +55,7 @@ class Settings:
         _at_least("max_body_bytes", self.max_body_bytes, 1)
         _at_least("process_max_bytes", self.process_max_bytes, 1)
         _at_least("cache_size", self.cache_size, 1)
+        _at_least("compute_threads", self.compute_threads, 1)
         _at_least("heartbeat_interval", self.heartbeat_interval, 0)
         _at_least("checkpoint_ttl", self.checkpoint_ttl, 0)
         _at_least("checkpoint_max_bytes", self.checkpoint_max_bytes, 0)

@@ -140,6 +140,11 @@ class WeightCache:
         self.hits = 0
         self.misses = 0
 
+    def __contains__(self, params: object) -> bool:
+        """Built already: a session on them costs microseconds, not an eigen-solve."""
+        with self._lock:
+            return params in self._entries
+
     def get(self, params: ReservoirParams) -> Weights:
         with self._lock:
             if params in self._entries:

@@ -11,6 +11,7 @@ from typing import Callable, TypeVar
 
 import gevent
 from gevent import monkey
+from gevent.threadpool import ThreadPool
 
 T = TypeVar("T")
 
@@ -51,6 +52,32 @@ def submit(fn: Callable[..., T], *args: object, inline: bool = False):
     if inline or not monkey.is_module_patched("socket"):
         return _Done(_counted(fn, args))
     return gevent.get_hub().threadpool.spawn(_counted, fn, args)
+
+
+#: Threads for work that must not queue behind engine tasks (compressing a stream's large
+#: events: a stream's writes, heartbeats included, wait for it). zlib and brotli release the GIL.
+ASIDE_THREADS = 2
+_aside: ThreadPool | None = None
+
+
+def submit_aside(fn: Callable[..., T], *args: object):
+    """Like `submit`, in a small pool of its own (created on first use, after the fork)."""
+    global _aside
+    if not monkey.is_module_patched("socket"):
+        return _Done(fn(*args))
+    if _aside is None:
+        _aside = ThreadPool(ASIDE_THREADS)
+    return _aside.spawn(fn, *args)
+
+
+def limit_threads(count: int) -> None:
+    """At most `count` engine tasks run at once; the others wait their turn in order.
+
+    Engine threads and the event loop share one GIL: every engine thread more takes GIL time
+    from the loop (heartbeats, first events, every other stream), while on a small machine it
+    adds little compute, since workers are the unit of parallelism.
+    """
+    gevent.get_hub().threadpool.maxsize = count
 
 
 def run_blocking(fn: Callable[..., T], *args: object) -> T:

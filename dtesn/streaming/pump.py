@@ -23,10 +23,10 @@ import gevent
 import numpy as np
 from gevent.queue import Empty, Queue
 
-from ..engine import ChunkResult, ReservoirParams, Session, Snapshot, session
+from ..engine import ChunkResult, ReservoirParams, Session, Snapshot, session, weight_cache
 from . import rates
 from .disconnect import watch_for_close
-from .offload import run_blocking, submit
+from .offload import submit
 from .resume import Resume
 from .source import InputSource, InputTooLarge
 
@@ -217,7 +217,7 @@ class Pump:
     def _produce(self) -> None:
         """Read batch k+1 while a pool thread computes batch k; hand results over in order."""
         try:
-            engine_session = run_blocking(session, self.params)
+            engine_session = submit(session, self.params, inline=self.params in weight_cache).get()
             if self._restore is not None:
                 engine_session.restore(self._restore)
             pieces, input_sha256 = self._read_batch()

@@ -3,8 +3,9 @@
 One compressor for the whole stream, flushed after every event: each event can be decoded the
 moment it arrives (a flushed brotli meta-block, a zlib Z_SYNC_FLUSH), while the compressor's
 window still remembers the earlier events, so that repeated field names and similar numbers
-cost far less than compressing each event alone. Large events are compressed in a pool
-thread (both codecs release the GIL), small ones on the hub, where a thread costs more.
+cost far less than compressing each event alone. Large events are compressed in a thread
+of their own pool (both codecs release the GIL; behind engine tasks they would hold up the
+stream's heartbeats), small ones on the hub, where a thread costs more.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Iterator
 
 import brotli
 
-from .offload import submit
+from .offload import submit_aside
 
 #: Preference order when a client accepts several.
 ENCODINGS = ("br", "gzip")
@@ -54,7 +55,7 @@ def encode(events: Iterator[bytes], encoding: str) -> Iterator[bytes]:
     codec = _Brotli() if encoding == "br" else _Gzip()
     try:
         for data in events:
-            yield codec.piece(data) if len(data) <= INLINE_BYTES else submit(codec.piece, data).get()
+            yield codec.piece(data) if len(data) <= INLINE_BYTES else submit_aside(codec.piece, data).get()
         yield codec.end()
     finally:
         close = getattr(events, "close", None)
