@@ -46,10 +46,6 @@ def locust(users: int, spawn_rate: int, seconds: int, classes: list[str], feed_s
     return {"exit_code": done.returncode, "rows": rows}
 
 
-def figure(rows: dict, name: str, column: str) -> float:
-    return float(rows[name][column])
-
-
 def main() -> None:
     quick = "--quick" in sys.argv
     scale = 10 if quick else 1

@@ -56,8 +56,7 @@ def first_render(server: Server, path: str, paced: bool) -> float:
             buffered += piece
             *blocks, buffered = buffered.split(b"\n\n")
             for ev in parse([b + b"\n\n" for b in blocks]):
-                if ev.event == "partial":
-                    ev.json["rows"]
+                if ev.event == "partial" and ev.json["rows"]:  # parsed: renderable
                     return time.monotonic() - r.started
                 if ev.event == "chunk":
                     c = ev.json

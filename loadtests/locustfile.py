@@ -43,7 +43,7 @@ FEED = "/deep_tree_echo/stream_chunks?chunk_size=256&esn_size=256&membrane_depth
 LARGE = "/deep_tree_echo/stream_large_dataset?esn_size=256&membrane_depth=3&frame_size=1024&compression_level=1"
 RESUME = "/deep_tree_echo/stream_chunks?chunk_size=1024&esn_size=512&membrane_depth=4&frame_size=16"
 RESUME_INPUT = bytes(range(256)) * 256  # 64 KB: 64 chunks
-RESUME_DIGEST = session(ReservoirParams(esn_size=512, membrane_depth=4, frame_size=16)).feed(RESUME_INPUT, final=True)
+RESUME_DIGEST = session(ReservoirParams(esn_size=512, membrane_depth=4, frame_size=16)).feed(RESUME_INPUT, final=True).digest
 
 
 def fire(name: str, value: float, length: int = 0, error: Exception | None = None) -> None:
@@ -186,7 +186,7 @@ class ResumeUser(StreamUser):
             indices = [int(ev.id.rsplit(":", 1)[1]) for ev in resumed if ev.id and ev.json["type"] == "chunk"]
             if indices != list(range(cut + 1, 64)):
                 raise StreamFailure(f"resumed after chunk {cut} but got chunks {indices[:3]}...")
-            if resumed[-1].json["final_digest"] != RESUME_DIGEST.digest:
+            if resumed[-1].json["final_digest"] != RESUME_DIGEST:
                 raise StreamFailure("the resumed stream's final digest differs from the engine's")
             fire("resume: identical results", (time.monotonic() - started) * 1000, len(RESUME_INPUT))
         except (OSError, StreamFailure) as exc:

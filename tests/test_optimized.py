@@ -72,6 +72,7 @@ def test_progressive_rendering_sends_renderable_pieces_then_a_marker(server):
     partials = [ev for ev in evs if ev.event == "partial"]
     assert partials and all(len(ev.data) < 2 * piece_bytes for ev in partials)
     assert all(ev.id is None for ev in partials)  # resume points are whole chunks
+    assert all({"type", "request_id", "timestamp"} <= set(ev.json) for ev in partials)
     for ev in evs:
         if ev.event == "chunk":
             assert ev.json["progressive"] is True and ev.json["pieces"] >= 1

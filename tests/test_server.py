@@ -94,6 +94,11 @@ def test_past_max_streams_a_stream_gets_an_immediate_503_and_the_worker_recovers
     """Never a silent wait in the accept backlog: the refusal is immediate and says when to retry."""
     srv = start_server(DTESN_MAX_STREAMS="3", DTESN_HEARTBEAT_INTERVAL="0.2")
     slow = srv.url + "/deep_tree_echo/stream_chunks?chunk_size=8192&esn_size=4096&membrane_depth=6&frame_size=1"
+    for answered in ("x:done", "bad id"):  # answers other than a stream give their slot back
+        r = requests.get(srv.url + "/deep_tree_echo/stream_process?input_data=hi", timeout=5,
+                         headers={"Last-Event-ID": answered})
+        assert r.status_code in (204, 400)
+    assert requests.get(srv.url + "/deep_tree_echo/status", timeout=5).json()["active_streams"] == 0
     held = [requests.post(slow, data=bytes(8192 * 50), stream=True, timeout=30,
                           headers={"Content-Type": "application/octet-stream"}) for _ in range(3)]
     for r in held:

@@ -111,7 +111,7 @@ class ChunkEvents:
             "bytes_processed": done.nbytes,
             "total_steps": done.steps,
             "duration_ms": round(done.duration_s * 1000, 3),
-            "throughput_bytes_per_sec": round(done.nbytes / done.duration_s) if done.duration_s > 0 else None,
+            "throughput_bytes_per_sec": round(done.computed_bytes / done.duration_s) if done.duration_s > 0 else None,
             "final_digest": done.final_digest,
         }, id=done_id(self.spec.request_id))
 

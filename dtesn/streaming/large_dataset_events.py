@@ -124,7 +124,7 @@ class LargeDatasetEvents:
             "total_bytes": done.nbytes,
             "total_steps": done.steps,
             "duration_ms": round(seconds * 1000, 3),
-            "throughput_mb_per_sec": round(done.nbytes / seconds / 1e6, 3) if seconds > 0 else None,
+            "throughput_mb_per_sec": round(done.computed_bytes / seconds / 1e6, 3) if seconds > 0 else None,
             "original_payload_bytes": self.original_bytes,
             "compressed_payload_bytes": self.compressed_bytes,
             "compression_ratio": round(self.compressed_bytes / self.original_bytes, 6) if self.original_bytes else None,

@@ -12,6 +12,7 @@ followed by the chunk event as the final marker (energy, digest, no data).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from . import sse
@@ -45,11 +46,11 @@ class OptimizedEvents(LargeDatasetEvents):
         self.optimized = options
         first = tuner.policy
         super().__init__(spec, self._payload_options(first))
-        self._encoders = {
-            name: PayloadEncoder(p.compression_level, options.encoding, options.dtype, self._payload_options(p).codecs)
+        self._encoders = {  # one per policy, each keeping its own back-off state
+            name: self._encoder if name == first.name
+            else PayloadEncoder(p.compression_level, options.encoding, options.dtype, self._payload_options(p).codecs)
             for name, p in tuner.policies.items()
         }
-        self.moves = 0
 
     def _payload_options(self, policy: Policy) -> PayloadOptions:
         codecs = CODECS if self.optimized.adaptive_compression else (policy.codec,)
@@ -77,7 +78,6 @@ class OptimizedEvents(LargeDatasetEvents):
         return b"" if move is None else self.policy_event(move)
 
     def policy_event(self, move: Move) -> bytes:
-        self.moves += 1
         rate = None if move.measured_bytes_per_sec is None else round(move.measured_bytes_per_sec)
         return self._event("policy", "optimized_policy", {
             "from": move.old.name,
@@ -113,7 +113,8 @@ class OptimizedEvents(LargeDatasetEvents):
         features = done.result.features
         steps, membranes = features.shape
         rows_per_piece = max(1, policy.piece_bytes // (membranes * JSON_BYTES_PER_VALUE))
-        head = f'{{"type":"optimized_partial","request_id":"{self.spec.request_id}","index":{done.index},"path":"features"'
+        head = (f'{{"type":"optimized_partial","request_id":"{self.spec.request_id}","timestamp":{time.time():.3f},'
+                f'"index":{done.index},"path":"features"')
         pieces = []
         for start in range(0, steps, rows_per_piece):
             rows = sse.encode_json(features[start : start + rows_per_piece].tolist())

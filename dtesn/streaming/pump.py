@@ -89,10 +89,11 @@ class Heartbeat:
 @dataclass(frozen=True)
 class Finished:
     chunks: int
-    nbytes: int
+    nbytes: int  # all the input, including what a resumed stream took from its checkpoint
     steps: int
     duration_s: float
     final_digest: str
+    computed_bytes: int  # input this connection computed in duration_s: what throughput is of
 
 
 @dataclass(frozen=True)
@@ -144,9 +145,12 @@ class Pump:
         self._restore = checkpoint.snapshot if checkpoint else None
         self._silent_through = resume.after if resume else -1  # chunks the client already has
         self._on_checkpoint = on_checkpoint
-        self._input_hash = (resume.input_hash if checkpoint else None) or hashlib.sha256()
+        # The sha256 of the input so far, for checkpoints only: continued from the checkpoint's
+        # own hash of the input before it when resuming.
+        self._input_hash = None if on_checkpoint is None else (resume and resume.input_hash) or hashlib.sha256()
         self._chunks = checkpoint.index + 1 if checkpoint else 0
         self._bytes = checkpoint.offset if checkpoint else 0
+        self._first_byte = self._bytes  # where this connection's computing starts
         self._steps = checkpoint.snapshot.steps if checkpoint else 0
         self._compute_s = 0.0
         self._buffer = b""  # input read but not yet handed to a batch
@@ -208,7 +212,7 @@ class Pump:
         """Progress so far, plus `chunks`, `nbytes` and `compute_s` not yet counted."""
         total = self.source.size
         done, spent = self._bytes + nbytes, self._compute_s + compute_s
-        rate = done / spent if spent > 0 else None
+        rate = (done - self._first_byte) / spent if spent > 0 else None
         remaining = None if total is None or rate is None else max(0, total - done) / rate
         return Progress(self._chunks + chunks, done, total, time.monotonic() - self._started, remaining)
 
@@ -236,7 +240,8 @@ class Pump:
                 pieces, input_sha256 = following
             self._input_finished()
             duration = time.monotonic() - self._started
-            self._queue.put(Finished(self._chunks, self._bytes, self._steps, duration, engine_session.digest()))
+            self._queue.put(Finished(self._chunks, self._bytes, self._steps, duration, engine_session.digest(),
+                                     self._bytes - self._first_byte))
         except Cancelled:
             pass
         except InputTooLarge as exc:
@@ -257,8 +262,9 @@ class Pump:
             self.on_chunk(done.nbytes, done.result.steps)
 
     def _read_batch(self) -> tuple[list[bytes], str]:
-        """Chunks worth about BATCH_SECONDS of compute (one when the rate is unknown), and
-        the sha256 of all input up to their end (a checkpoint's proof of its input).
+        """Chunks worth about BATCH_SECONDS of compute (one when the rate is unknown), and,
+        when checkpointing, the sha256 of all input up to their end (a checkpoint's proof of
+        its input; "" otherwise).
 
         The batch is read with one call, one byte past its end (which tells whether the input
         ends with it): servers buffer a body, and many small reads of that buffer cost more
@@ -273,8 +279,11 @@ class Pump:
         batch, self._buffer = self._buffer[:want], self._buffer[want:]
         if self._input_done():
             self._input_finished()
+        pieces = [batch[i : i + self.chunk_size] for i in range(0, len(batch), self.chunk_size)]
+        if self._input_hash is None:
+            return pieces, ""
         self._input_hash.update(batch)
-        return [batch[i : i + self.chunk_size] for i in range(0, len(batch), self.chunk_size)], self._input_hash.hexdigest()
+        return pieces, self._input_hash.hexdigest()
 
     def _input_done(self) -> bool:
         return self._eof and not self._buffer

@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Callable, Generator, Iterator, Protocol
 
 from ..engine import ReservoirParams, Snapshot
 from . import shutdown, sse
@@ -178,12 +178,7 @@ def event_stream(
                 continue
             held += out
             if len(held) >= pacing.write_buffer or not pump.ready() or not isinstance(item, (Batch, Heartbeat)):
-                reply, size = b"", pacing.write_buffer  # read once: written() may change it
-                for start in range(0, len(held), size):  # write_buffer-sized writes, each timed
-                    piece = held[start : start + size]
-                    started = time.monotonic()
-                    yield piece
-                    reply += pacing.written(len(piece), time.monotonic() - started)
+                reply = yield from _paced_writes(held, pacing)
                 held = b""
                 if reply:  # after whole events only
                     _size_send_buffer(client_socket, pacing.socket_buffer)
@@ -192,6 +187,18 @@ def event_stream(
     finally:
         shutdown.untrack(pump)
         pump.close()
+
+
+def _paced_writes(data: bytes, pacing: Pacing) -> Generator[bytes, None, bytes]:
+    """`data` in writes of at most the write buffer, each timed and reported to `pacing`;
+    returns the events `pacing` wants sent in reply."""
+    reply, size = b"", pacing.write_buffer  # read once: written() may change it
+    for start in range(0, len(data), size):
+        piece = data[start : start + size]
+        started = time.monotonic()
+        yield piece
+        reply += pacing.written(len(piece), time.monotonic() - started)
+    return reply
 
 
 def _size_send_buffer(sock, nbytes: int) -> None:

@@ -8,10 +8,10 @@ from flask import Blueprint, Response, current_app, request
 
 from ..streaming import transport
 from ..streaming.bandwidth import HINTS, Tuner
-from ..streaming.optimized_events import OptimizedEvents, OptimizedOptions
 from ..streaming.chunk_events import ChunkEvents, ChunkOptions
-from ..streaming.large_dataset_events import LargeDatasetEvents, PayloadOptions, optimal_chunk_size
 from ..streaming.compression import CODECS
+from ..streaming.large_dataset_events import LargeDatasetEvents, PayloadOptions, optimal_chunk_size
+from ..streaming.optimized_events import OptimizedEvents, OptimizedOptions
 from ..streaming.payload import DTYPES, ENCODINGS
 from ..streaming.resume import AlreadyComplete, MalformedEventId, ResumeMismatch
 from ..streaming.stream import EventSet, StreamSpec, event_stream, resumed
@@ -141,34 +141,36 @@ def _spec(endpoint: str, parsed: ProcessingRequest, chunk_size: int, heartbeat_d
 def _stream(spec: StreamSpec, make_events: Callable[[StreamSpec], EventSet], headers: dict | None = None,
             paced: bool = False) -> Response:
     """Start `spec`'s stream, or continue it after the client's last event id; with `paced`,
-    the events also pace the writes (see Pacing)."""
-    store = current_app.extensions["dtesn.checkpoints"]
-    if spec.resume_from:
-        try:
-            spec = resumed(spec, store)
-        except MalformedEventId as exc:
-            raise APIError(400, str(exc), "last_event_id") from None
-        except ResumeMismatch as exc:
-            raise APIError(409, str(exc), "last_event_id") from None
-        except AlreadyComplete:
-            return Response(status=204, headers=SSE_HEADERS)
-    events = make_events(spec)
-    pacing = events if paced else None
-    return _sse(event_stream(spec, events, checkpoints=store, pacing=pacing, **_stream_hooks()), headers)
+    the events also pace the writes (see Pacing).
 
-
-def _stream_hooks() -> dict:
+    The stream is admitted first (a full worker refuses before reading anything); every
+    answer other than a stream releases the admission and the input (a dataset's file).
+    """
+    settings = current_app.config["DTESN_SETTINGS"]
     metrics = current_app.extensions["dtesn.metrics"]
-    return {"client_socket": request.environ.get("gunicorn.socket"), "on_chunk": metrics.processed}
-
-
-def _sse(events: Iterator[bytes], headers: dict | None = None) -> Response:
-    """The response; compressed as a whole when the client accepts br or gzip."""
-    metrics = current_app.extensions["dtesn.metrics"]
-    if not metrics.admit_stream(current_app.config["DTESN_SETTINGS"].max_streams):
-        events.close()
+    if not metrics.admit_stream(settings.max_streams):
+        spec.source.close()
         raise APIError(503, "this worker serves its maximum number of streams; retry shortly", None,
                        {"Retry-After": str(RETRY_AFTER_S)})
+    store = current_app.extensions["dtesn.checkpoints"]
+    try:
+        if spec.resume_from:
+            spec = resumed(spec, store)
+    except (MalformedEventId, ResumeMismatch, AlreadyComplete) as exc:
+        metrics.stream_closed()
+        spec.source.close()
+        if isinstance(exc, AlreadyComplete):
+            return Response(status=204, headers=SSE_HEADERS)
+        raise APIError(400 if isinstance(exc, MalformedEventId) else 409, str(exc), "last_event_id") from None
+    events = make_events(spec)
+    stream = event_stream(spec, events, checkpoints=store if settings.checkpoint_max_bytes else None,
+                          pacing=events if paced else None, client_socket=request.environ.get("gunicorn.socket"),
+                          on_chunk=metrics.processed)
+    return _sse(stream, metrics, headers)
+
+
+def _sse(events: Iterator[bytes], metrics, headers: dict | None = None) -> Response:
+    """The response, counted until closed; compressed as a whole when the client accepts br or gzip."""
     encoding = request.accept_encodings.best_match(transport.ENCODINGS)
     headers = {**SSE_HEADERS, **(headers or {}), "Vary": "Accept-Encoding"}
     if encoding:
