@@ -121,7 +121,8 @@ def test_clients_can_restrict_the_codecs(server):
 
 
 def test_incompressible_chunks_are_sent_raw(server):
-    _, _, evs = stream_raw(server, QUERY + "&compression_level=1", b"abc" * 400)  # tiny 8-step chunks
+    # tiny 8-step chunks, which brotli's framing makes larger
+    _, _, evs = stream_raw(server, QUERY + "&compression_level=1&codecs=brotli", b"abc" * 400)
     chunks = [ev.json for ev in evs if ev.event == "chunk"]
     assert all(c["compression_method"] == "none" and c["compressed_size"] == c["original_size"] for c in chunks)
 
@@ -137,6 +138,38 @@ def test_level_1_backs_off_from_compression_that_does_not_pay_and_resumes_when_i
         assert encoder.encode(smooth).method == "none"  # skipped: sent raw, not tried
     assert encoder.encode(smooth).method == "brotli"  # the next try pays ...
     assert encoder.encode(smooth).method == "brotli"  # ... and every chunk is tried again
+
+
+def test_level_1_compresses_once_per_chunk_with_the_codec_its_probes_measure_smallest(monkeypatch):
+    from dtesn.streaming import payload
+
+    smooth = [np.full((16, 4), i, np.float32) for i in range(64)]
+    shuffled = payload._forward(np.stack(smooth[:1]), "shuffle")
+    sizes = {codec: len(compress(shuffled, 1)) for codec, compress in payload._COMPRESS.items()}
+    winner = min(sizes, key=sizes.get)
+    calls = dict.fromkeys(sizes, 0)
+    for codec, compress in list(payload._COMPRESS.items()):
+        def counted(data, level, codec=codec, compress=compress):
+            calls[codec] += 1
+            return compress(data, level)
+        monkeypatch.setitem(payload._COMPRESS, codec, counted)
+    payloads = PayloadEncoder(1, "base64", "float32", tuple(sizes)).encode_many(smooth)
+    probes = 64 // PayloadEncoder.PROBE_EVERY  # chunks 1 and 33 try every codec
+    assert {p.method for p in payloads} == {winner}
+    assert calls == {codec: 64 if codec == winner else probes for codec in sizes}
+
+
+def test_batches_stay_in_order_with_several_engine_threads(start_server):
+    """Each batch is queued behind the one before; with several pool threads, it still
+    starts only when that one has ended."""
+    threaded = start_server(DTESN_COMPUTE_THREADS="4")
+    data = (TEXT * 6)[:3_000_000]  # about 180 chunks of 16 KB: several batches
+    _, _, evs = stream_raw(threaded, QUERY + "&max_chunk_size=16384&compression_level=0", data)
+    chunks = [ev.json for ev in evs if ev.event == "chunk"]
+    assert [c["index"] for c in chunks] == list(range(len(chunks)))
+    features, digest = engine_features(data)
+    assert np.concatenate([decode_chunk(c) for c in chunks]).tobytes() == features.tobytes()
+    assert evs[-1].json["final_digest"] == digest
 
 
 @pytest.mark.parametrize(

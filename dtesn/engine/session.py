@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -76,7 +77,7 @@ class Session:
         """
         return self.feed_many([data], final)[0]
 
-    def feed_many(self, pieces: list[bytes], final: bool = False) -> list[ChunkResult]:
+    def feed_many(self, pieces: Sequence[bytes | memoryview], final: bool = False) -> list[ChunkResult]:
         """`feed` for consecutive pieces at once, with a result per piece (bitwise the same).
 
         The input projection runs once over all of them, so many small chunks cost little

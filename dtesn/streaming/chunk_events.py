@@ -75,7 +75,10 @@ class ChunkEvents:
             "estimated_remaining_ms": None if progress.remaining_s is None else round(progress.remaining_s * 1000, 1),
         })
 
-    def chunk(self, done: ChunkDone) -> bytes:
+    def chunks(self, dones: list[ChunkDone]) -> bytes:
+        return b"".join(map(self._chunk, dones))
+
+    def _chunk(self, done: ChunkDone) -> bytes:
         result = (
             f'{{"features":{features_json(done.result.features)},'
             f'"energy":{sse.encode_json(done.result.energy)},"digest":"{done.result.digest}"}}'
@@ -86,7 +89,7 @@ class ChunkEvents:
             "offset": done.offset,
             "bytes": done.nbytes,
             "steps": done.result.steps,
-            "progress": done.progress.fraction,
+            "progress": done.fraction,
             "processing_time_ms": round(done.compute_s * 1000, 3),
         }
         packed = pack(result.encode("utf-8")) if self.options.compress else None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from itertools import groupby
 
 from . import sse
 from .bandwidth import Move, Policy, Tuner
@@ -101,12 +102,18 @@ class OptimizedEvents(LargeDatasetEvents):
         return self._event("metadata", f"{self.prefix}_metadata", fields, id=chunk_id(self.spec.request_id, -1),
                            retry_ms=self.tuner.policy.retry_ms)
 
-    def chunk(self, done: ChunkDone) -> bytes:
+    def chunks(self, dones: list[ChunkDone]) -> bytes:
         policy = self.tuner.policy  # read once: the hub may move it meanwhile
-        steps, membranes = done.result.features.shape
-        if self.optimized.progressive_rendering and steps * membranes * JSON_BYTES_PER_VALUE > policy.piece_bytes:
-            return self._progressive(done, policy)
-        return self.binary_chunk(done, self._encoders[policy.name], self._chunk_prefix)
+        encoder = self._encoders[policy.name]
+        out = []
+        for progressive, run in groupby(dones, key=lambda done: self._progressive_under(policy, done)):
+            run = list(run)
+            out.append(b"".join(self._progressive(done, policy) for done in run) if progressive
+                       else self.binary_chunks(run, encoder, self._chunk_prefix))
+        return b"".join(out)
+
+    def _progressive_under(self, policy: Policy, done: ChunkDone) -> bool:
+        return self.optimized.progressive_rendering and done.result.features.size * JSON_BYTES_PER_VALUE > policy.piece_bytes
 
     def _progressive(self, done: ChunkDone, policy: Policy) -> bytes:
         """Rows of features in pieces of about `piece_bytes`, then the chunk's marker event."""
@@ -124,7 +131,7 @@ class OptimizedEvents(LargeDatasetEvents):
             "offset": done.offset,
             "bytes": done.nbytes,
             "steps": steps,
-            "progress": done.progress.fraction,
+            "progress": done.fraction,
             "processing_time_ms": round(done.compute_s * 1000, 3),
             "shape": [steps, membranes],
             "progressive": True,

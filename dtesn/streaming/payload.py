@@ -20,6 +20,7 @@ import base64
 import gzip
 import zlib
 from dataclasses import dataclass
+from itertools import groupby
 from typing import Callable
 
 import brotli
@@ -41,9 +42,9 @@ _DECOMPRESS: dict[str, Callable[[bytes], bytes]] = {
     "gzip": gzip.decompress,
     "brotli": brotli.decompress,
 }
-#: level -> (transforms tried, {codec: codec level}); level 1 tries only the fastest codec.
+#: level -> (transforms tried, {codec: codec level}).
 LEVELS: dict[int, tuple[tuple[str, ...], dict[str, int]]] = {
-    1: (("shuffle",), {"brotli": 1, "zlib": 1, "gzip": 1}),
+    1: (("shuffle",), {"zlib": 1, "brotli": 1, "gzip": 1}),
     2: (("delta+shuffle",), {"zlib": 6, "gzip": 6, "brotli": 5}),
     3: (("shuffle", "delta+shuffle"), {"zlib": 9, "gzip": 9, "brotli": 8}),  # q9 is 10x slower for 0.1%
 }
@@ -59,40 +60,72 @@ class Payload:
 
 
 class PayloadEncoder:
-    """One stream's encoder. Level 1 ("light and fast") backs off from compression that keeps
+    """One stream's encoder. Levels 2 and 3 try every candidate on every chunk.
+
+    Level 1 ("light and fast") compresses a chunk once, not once per codec: every
+    PROBE_EVERY chunks it tries every allowed codec and keeps the smallest's codec for the
+    chunks after it (the content of a stream changes slowly; a compression costs as much
+    as the rest of a small chunk's encoding). It also backs off from compression that keeps
     not paying: after a chunk no candidate shrinks, the next 1, 2, 4 ... MAX_BACKOFF chunks
-    are sent raw without trying, and one that pays resets that. Small float payloads often
-    don't compress, and trying costs more than the rest of the chunk's encoding together.
-    Levels 2 and 3 try every candidate on every chunk."""
+    are sent raw without trying, and one that pays resets that.
+    """
 
     MAX_BACKOFF = 16
+    PROBE_EVERY = 32
 
     def __init__(self, level: int, encoding: str, dtype: str, codecs: tuple[str, ...]) -> None:
         self.level = level
         self.encoding = encoding
         self.dtype = DTYPES[dtype]
         transforms, levels = LEVELS.get(level, ((), {}))
-        allowed = [c for c in levels if c in codecs]
-        self._candidates = [(t, c, levels[c]) for t in transforms for c in (allowed[:1] if level == 1 else allowed)]
+        self._transforms = transforms
+        self._candidates = [(t, c, levels[c]) for t in transforms for c in levels if c in codecs]
+        self._favourite = self._candidates[:1]  # level 1, between probes
+        self._tried = 0
         self._backoff = 0
         self._skip = 0
 
     def encode(self, features: np.ndarray) -> Payload:
-        raw = np.ascontiguousarray(features, dtype=self.dtype)
-        best_bytes, best_method, best_transform = raw.tobytes(), "none", "none"
+        return self.encode_many([features])[0]
+
+    def encode_many(self, chunks: list[np.ndarray]) -> list[Payload]:
+        """The payloads of consecutive chunks. The transforms run once over each run of
+        chunks of one shape: per chunk, NumPy's call overhead would cost more than the work."""
+        payloads: list[Payload] = []
+        for _, run in groupby(chunks, key=np.shape):
+            raw = np.asarray(np.stack(list(run)), dtype=self.dtype)
+            size = raw[0].nbytes
+            plain = raw.tobytes()
+            transformed = {t: _forward(raw, t) for t in self._transforms} if self._candidates else {}
+            for start in range(0, len(plain), size):
+                payloads.append(self._pack(plain, transformed, start, start + size))
+        return payloads
+
+    def _pack(self, plain: bytes, transformed: dict[str, bytes], start: int, end: int) -> Payload:
+        """The payload of bytes [start, end) of `plain` (raw) and `transformed` (per transform)."""
+        best_bytes, best_method, best_transform = plain[start:end], "none", "none"
+        candidates = self._candidates_now()
+        for transform, codec, codec_level in candidates:
+            packed = _COMPRESS[codec](transformed[transform][start:end], codec_level)
+            if len(packed) < len(best_bytes):
+                best_bytes, best_method, best_transform = packed, codec, transform
+        if self.level == 1 and candidates:
+            paid = best_method != "none"
+            if paid and len(candidates) > 1:
+                self._favourite = [c for c in candidates if c[1] == best_method][:1]
+            self._backoff = 0 if paid else min(self.MAX_BACKOFF, max(1, 2 * self._backoff))
+            self._skip = self._backoff
+        text = base64.b64encode(best_bytes).decode("ascii") if self.encoding == "base64" else best_bytes.hex()
+        return Payload(text, best_method, best_transform, end - start, len(best_bytes))
+
+    def _candidates_now(self) -> list[tuple[str, str, int]]:
+        if self.level != 1:
+            return self._candidates
         if self._skip:
             self._skip -= 1
-        elif self._candidates:
-            for transform, codec, codec_level in self._candidates:
-                packed = _COMPRESS[codec](_forward(raw, transform), codec_level)
-                if len(packed) < len(best_bytes):
-                    best_bytes, best_method, best_transform = packed, codec, transform
-            if self.level == 1:
-                paid = best_method != "none"
-                self._backoff = 0 if paid else min(self.MAX_BACKOFF, max(1, 2 * self._backoff))
-                self._skip = self._backoff
-        text = base64.b64encode(best_bytes).decode("ascii") if self.encoding == "base64" else best_bytes.hex()
-        return Payload(text, best_method, best_transform, raw.nbytes, len(best_bytes))
+            return []
+        self._tried += 1
+        return self._candidates if self._tried % self.PROBE_EVERY == 1 else self._favourite
 
 
 def decode_features(data: str, *, encoding: str, method: str, transform: str, dtype: str,
@@ -112,10 +145,13 @@ def decode_features(data: str, *, encoding: str, method: str, transform: str, dt
 
 
 def _forward(raw: np.ndarray, transform: str) -> bytes:
-    width = raw.dtype.itemsize
+    """`transform` applied to each chunk of `raw` (chunks, steps, membranes) on its own, the
+    results concatenated (chunk k's are bytes [k * size, (k + 1) * size))."""
+    chunks, width = len(raw), raw.dtype.itemsize
     values = raw.view(_UINT[width])
     if transform == "delta+shuffle":
-        series = np.ascontiguousarray(values.T)  # (membranes, steps): each membrane in time order
+        series = np.ascontiguousarray(values.transpose(0, 2, 1))  # each membrane in time order
         values = series.copy()
-        values[:, 1:] -= series[:, :-1]
-    return np.ascontiguousarray(values.reshape(-1).view(np.uint8).reshape(-1, width).T).tobytes()
+        values[:, :, 1:] -= series[:, :, :-1]
+    planes = values.reshape(chunks, -1).view(np.uint8).reshape(chunks, -1, width)
+    return np.ascontiguousarray(planes.transpose(0, 2, 1)).tobytes()

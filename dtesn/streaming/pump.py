@@ -1,14 +1,18 @@
 """The pump: reads input, computes chunks off the hub, and hands results to the writer.
 
     producer greenlet --(bounded queue)--> writer (the WSGI generator)
-        reads input, runs each chunk          yields results, and heartbeats whenever
-        in gevent's thread pool               `heartbeat_interval` passes with no write
+        reads input, runs batches of          yields results, and heartbeats whenever
+        chunks in gevent's thread pool        `heartbeat_interval` passes with no write
 
 The bounded queue is the backpressure: a slow client stops its own producer (no reading,
 no computing) instead of growing the server's memory. Heartbeats come from the writer's
 wait timing out, so they fire in the middle of a long chunk too. A chunk is computed in
 slices of about SLICE_SECONDS, checking for cancellation between them, so a client that
 leaves stops its computation promptly.
+
+The next batch is queued in the pool before the hub collects the current one, so the pool
+thread goes on with it at once instead of idling while the hub accounts and writes (a
+batch of this stream never starts before the one before it has ended).
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ import hashlib
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterator, NamedTuple
 
 import gevent
 import numpy as np
+from gevent import monkey
 from gevent.queue import Empty, Queue
 
 from ..engine import ChunkResult, ReservoirParams, Session, Snapshot, session, weight_cache
@@ -57,19 +62,23 @@ class Progress:
 
     @property
     def fraction(self) -> float | None:
-        if self.total_bytes is None:
-            return None
-        return 1.0 if self.total_bytes == 0 else min(1.0, self.bytes_done / self.total_bytes)
+        return fraction(self.bytes_done, self.total_bytes)
 
 
-@dataclass(frozen=True)
-class ChunkDone:
+def fraction(done: int, total: int | None) -> float | None:
+    """The share of the input done; None when its size is unknown."""
+    if total is None:
+        return None
+    return 1.0 if total == 0 else min(1.0, done / total)
+
+
+class ChunkDone(NamedTuple):  # thousands a second: a tuple is the cheapest record to build
     index: int
     offset: int
     nbytes: int
     result: ChunkResult
     compute_s: float
-    progress: Progress
+    fraction: float | None  # of the input done with this chunk
 
 
 @dataclass(frozen=True)
@@ -79,6 +88,9 @@ class Batch:
     chunks: list[ChunkDone]
     events: bytes  # of the chunks after the resume point: the others were sent before
     snapshot: Snapshot | None  # the engine after the last chunk, when checkpointing
+    nbytes: int
+    steps: int
+    compute_s: float
 
 
 @dataclass(frozen=True)
@@ -117,6 +129,13 @@ class Interrupted:
 Item = Batch | Heartbeat | Finished | Failed | Interrupted
 CheckpointSink = Callable[[int, int, str, Snapshot], None]  # (chunk index, input offset, input sha256, state)
 _CANCEL = object()
+#: Real locks even when threading is patched: pool threads wait on them.
+_allocate_lock = monkey.get_original("_thread", "allocate_lock")
+
+
+class _Job(NamedTuple):
+    result: object  # of `submit`: .get() waits for the Batch
+    input_sha256: str
 
 
 class Pump:
@@ -125,10 +144,10 @@ class Pump:
         params: ReservoirParams,
         source: InputSource,
         chunk_size: int,
-        render: Callable[[ChunkDone], bytes],
+        render: Callable[[list[ChunkDone]], bytes],
         *,
         client_socket=None,
-        on_chunk: Callable[[int, int], None] | None = None,
+        on_computed: Callable[[int, int], None] | None = None,
         resume: Resume | None = None,
         on_checkpoint: CheckpointSink | None = None,
     ) -> None:
@@ -137,7 +156,7 @@ class Pump:
         self.chunk_size = chunk_size
         self.render = render
         self.client_socket = client_socket
-        self.on_chunk = on_chunk
+        self.on_computed = on_computed  # (input bytes, steps) after each batch
         self._queue: Queue = Queue(QUEUE_DEPTH)
         self._cancel = threading.Event()
         self._started = time.monotonic()
@@ -208,36 +227,43 @@ class Pump:
                 greenlet.kill(block=True)
         self.source.close()
 
-    def progress(self, chunks: int = 0, nbytes: int = 0, compute_s: float = 0.0) -> Progress:
-        """Progress so far, plus `chunks`, `nbytes` and `compute_s` not yet counted."""
-        total = self.source.size
-        done, spent = self._bytes + nbytes, self._compute_s + compute_s
+    def progress(self) -> Progress:
+        """Progress of the results handed to the writer so far."""
+        total, done, spent = self.source.size, self._bytes, self._compute_s
         rate = (done - self._first_byte) / spent if spent > 0 else None
         remaining = None if total is None or rate is None else max(0, total - done) / rate
-        return Progress(self._chunks + chunks, done, total, time.monotonic() - self._started, remaining)
+        return Progress(self._chunks, done, total, time.monotonic() - self._started, remaining)
 
     # -- the producer's side -----------------------------------------------------------
 
     def _produce(self) -> None:
-        """Read batch k+1 while a pool thread computes batch k; hand results over in order."""
+        """Read batch k+1 while a pool thread computes batch k, queue it behind k, then collect
+        k; hand results over in order."""
         try:
             engine_session = submit(session, self.params, inline=self.params in weight_cache).get()
             if self._restore is not None:
                 engine_session.restore(self._restore)
+            index, offset = self._chunks, self._bytes  # where the next batch starts
+            running: _Job | None = None
+            ended = None  # a lock released when the running batch has ended
             pieces, input_sha256 = self._read_batch()
             while pieces:
-                final = self._input_done()
-                job = submit(self._compute_batch, engine_session, pieces, final, self.progress(),
-                             inline=self._small(sum(map(len, pieces))))
-                following = self._read_batch()
-                batch = job.get()
-                for done in batch.chunks:
-                    self._account(done)
-                if batch.snapshot is not None:
-                    self._on_checkpoint(self._chunks - 1, self._bytes, input_sha256, batch.snapshot)
-                if batch.events:
-                    self._queue.put(batch)
-                pieces, input_sha256 = following
+                nbytes = sum(map(len, pieces))
+                inline = self._small(nbytes)
+                if inline and running is not None:  # the hub must not wait on a pool thread's lock
+                    self._collect(running)
+                    running = None
+                ends = _allocate_lock()
+                ends.acquire()
+                queued = _Job(submit(self._compute_batch, engine_session, pieces, self._input_done(), index, offset,
+                                     ended, ends, inline=inline), input_sha256)
+                index, offset, ended = index + len(pieces), offset + nbytes, ends
+                if running is not None:
+                    self._collect(running)
+                running = queued
+                pieces, input_sha256 = self._read_batch()
+            if running is not None:
+                self._collect(running)
             self._input_finished()
             duration = time.monotonic() - self._started
             self._queue.put(Finished(self._chunks, self._bytes, self._steps, duration, engine_session.digest(),
@@ -249,19 +275,26 @@ class Pump:
         except OSError:  # the request body broke off: the client is gone
             self._cancel_from_producer()
         except Exception:  # noqa: BLE001 - reported to the client as an error event, logged by gevent
+            self._cancel.set()  # a batch queued behind the failed one stops at its start
             self._queue.put(Failed("internal error while processing", False, self._chunks, self.progress()))
             raise
 
-    def _account(self, done: ChunkDone) -> None:
-        rates.record(self.params, done.result.steps, done.compute_s)
-        self._chunks += 1
-        self._bytes += done.nbytes
-        self._steps += done.result.steps
-        self._compute_s += done.compute_s
-        if self.on_chunk is not None:
-            self.on_chunk(done.nbytes, done.result.steps)
+    def _collect(self, job: _Job) -> None:
+        """Wait for a batch, count it, checkpoint it, and queue its events for the writer."""
+        batch: Batch = job.result.get()
+        rates.record(self.params, batch.steps, batch.compute_s)
+        self._chunks += len(batch.chunks)
+        self._bytes += batch.nbytes
+        self._steps += batch.steps
+        self._compute_s += batch.compute_s
+        if self.on_computed is not None:
+            self.on_computed(batch.nbytes, batch.steps)
+        if batch.snapshot is not None:
+            self._on_checkpoint(self._chunks - 1, self._bytes, job.input_sha256, batch.snapshot)
+        if batch.events:
+            self._queue.put(batch)
 
-    def _read_batch(self) -> tuple[list[bytes], str]:
+    def _read_batch(self) -> tuple[list[memoryview], str]:
         """Chunks worth about BATCH_SECONDS of compute (one when the rate is unknown), and,
         when checkpointing, the sha256 of all input up to their end (a checkpoint's proof of
         its input; "" otherwise).
@@ -275,8 +308,9 @@ class Pump:
         by_time = 1 if rate is None else int(rate * BATCH_SECONDS / chunk_steps)
         want = max(1, min(by_time, BATCH_BYTES // self.chunk_size)) * self.chunk_size
         if not self._eof and len(self._buffer) <= want:
-            self._buffer += self._read(want + 1 - len(self._buffer))
-        batch, self._buffer = self._buffer[:want], self._buffer[want:]
+            self._buffer = self._read(want + 1 - len(self._buffer), self._buffer)
+        read = memoryview(self._buffer)  # views, not copies: the hub holds the GIL while it copies
+        batch, self._buffer = read[:want], bytes(read[want:])
         if self._input_done():
             self._input_finished()
         pieces = [batch[i : i + self.chunk_size] for i in range(0, len(batch), self.chunk_size)]
@@ -288,8 +322,9 @@ class Pump:
     def _input_done(self) -> bool:
         return self._eof and not self._buffer
 
-    def _read(self, n: int) -> bytes:
-        parts = []
+    def _read(self, n: int, before: bytes = b"") -> bytes:
+        """`before`, then up to `n` bytes of input (fewer at its end), joined in one copy."""
+        parts = [before]
         while n > 0:
             block = self.source.read(n)
             if not block:
@@ -331,20 +366,31 @@ class Pump:
         steps = nbytes / self.params.frame_size
         return rate is not None and steps / rate <= INLINE_SECONDS and steps * self.params.membranes <= INLINE_VALUES
 
-    def _compute_batch(self, s: Session, pieces: list[bytes], final: bool, before: Progress) -> Batch:
-        """Compute and encode consecutive chunks (in a pool thread unless they are tiny).
+    def _compute_batch(self, s: Session, pieces: list[memoryview], final: bool, index: int, offset: int,
+                       after, ends) -> Batch:
+        """Compute and encode consecutive chunks, the first of them chunk `index` at input
+        `offset` (in a pool thread unless they are tiny), once the batch before has ended
+        (`after` is released then; `ends` is released when this one ends).
 
         The engine is called on groups of about SLICE_SECONDS of input (a large chunk is cut
         into several, small chunks are fed together), checking for cancellation between
         calls. A chunk's processing time is its share, by bytes, of its calls' measured time.
         """
+        try:
+            if after is not None:
+                after.acquire()  # at once with one engine thread: the pool runs tasks in order
+            return self._compute(s, pieces, final, index, offset)
+        finally:
+            ends.release()
+
+    def _compute(self, s: Session, pieces: list[memoryview], final: bool, index: int, offset: int) -> Batch:
         rate = rates.steps_per_sec(self.params)
         slice_steps = DEFAULT_SLICE_STEPS if rate is None else max(16, int(rate * SLICE_SECONDS))
         slice_bytes = slice_steps * self.params.frame_size
         parts = [(i, piece[o : o + slice_bytes]) for i, piece in enumerate(pieces) for o in range(0, len(piece), slice_bytes)]
         per_chunk: list[list[ChunkResult]] = [[] for _ in pieces]
         seconds = [0.0] * len(pieces)
-        group: list[tuple[int, bytes]] = []
+        group: list[tuple[int, memoryview]] = []
         grouped = 0  # bytes in `group`
         for k, part in enumerate(parts):
             group.append(part)
@@ -361,18 +407,14 @@ class Pump:
                 per_chunk[i].append(result)
                 seconds[i] += share * len(b)
             group, grouped = [], 0
-        chunks, events, nbytes, spent = [], [], 0, 0.0
+        total = self.source.size
+        chunks, end = [], offset
         for i, data in enumerate(pieces):
-            result = _merge(per_chunk[i])
-            offset = before.bytes_done + nbytes
-            nbytes += len(data)
-            spent += seconds[i]
-            done = ChunkDone(before.chunks + i, offset, len(data), result, seconds[i],
-                             self.progress(i + 1, nbytes, spent))
-            chunks.append(done)
-            if done.index > self._silent_through:
-                events.append(self.render(done))
-        return Batch(chunks, b"".join(events), s.snapshot() if self._on_checkpoint else None)
+            start, end = end, end + len(data)
+            chunks.append(ChunkDone(index + i, start, len(data), _merge(per_chunk[i]), seconds[i], fraction(end, total)))
+        shown = [done for done in chunks if done.index > self._silent_through]
+        return Batch(chunks, self.render(shown) if shown else b"", s.snapshot() if self._on_checkpoint else None,
+                     end - offset, sum(done.result.steps for done in chunks), sum(seconds))
 
 
 def _merge(results: list[ChunkResult]) -> ChunkResult:

@@ -63,7 +63,7 @@ class Pacing(Protocol):
 class EventSet(Protocol):
     def metadata(self) -> bytes: ...
     def heartbeat(self, progress: Progress) -> bytes: ...
-    def chunk(self, done: ChunkDone) -> bytes: ...  # runs where the chunk was computed
+    def chunks(self, dones: list[ChunkDone]) -> bytes: ...  # consecutive; runs where they were computed
     def completion(self, finished: Finished, wire_bytes: int) -> bytes: ...
     def error(self, failed: Failed) -> bytes: ...
 
@@ -124,7 +124,7 @@ def event_stream(
     events: EventSet,
     *,
     client_socket=None,
-    on_chunk: Callable[[int, int], None] | None = None,
+    on_computed: Callable[[int, int], None] | None = None,
     checkpoints: CheckpointStore | None = None,
     pacing: Pacing | None = None,
 ) -> Iterator[bytes]:
@@ -138,8 +138,8 @@ def event_stream(
     headers go out at once, then the events after the resume point.
     """
     pump = Pump(
-        spec.params, spec.source, spec.chunk_size, events.chunk,
-        client_socket=client_socket, on_chunk=on_chunk, resume=spec.resume,
+        spec.params, spec.source, spec.chunk_size, events.chunks,
+        client_socket=client_socket, on_computed=on_computed, resume=spec.resume,
         on_checkpoint=None if checkpoints is None else _saver(spec, checkpoints),
     )
     shutdown.track(pump)

@@ -165,7 +165,7 @@ def _stream(spec: StreamSpec, make_events: Callable[[StreamSpec], EventSet], hea
     events = make_events(spec)
     stream = event_stream(spec, events, checkpoints=store if settings.checkpoint_max_bytes else None,
                           pacing=events if paced else None, client_socket=request.environ.get("gunicorn.socket"),
-                          on_chunk=metrics.processed)
+                          on_computed=metrics.processed)
     return _sse(stream, metrics, headers)
 
 
