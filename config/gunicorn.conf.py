@@ -56,8 +56,9 @@ control_socket_disable = True
 
 
 def post_worker_init(worker) -> None:
-    """On SIGTERM (a deploy), end open streams with a resumable error before the worker exits."""
-    from dtesn.streaming import offload, shutdown
+    """Per worker: one engine thread at a time, resumable errors for open streams on SIGTERM
+    (a deploy) before the worker exits, and shorter garbage-collection pauses."""
+    from dtesn.streaming import gc_pauses, offload, shutdown
 
     offload.limit_threads(_settings.compute_threads)
 
@@ -67,3 +68,4 @@ def post_worker_init(worker) -> None:
         worker.cfg.set("keepalive", 0)
 
     shutdown.watch(lambda: worker.alive, then=stop_keeping_alive)
+    gc_pauses.shorten()  # last: what start-up created is frozen out of the collector's way

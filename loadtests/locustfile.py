@@ -25,6 +25,7 @@ from typing import Iterable, Iterator
 from urllib.parse import urlsplit
 
 from locust import User, between, constant, events, tag, task
+from locust.runners import STATE_SPAWNING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -76,12 +77,19 @@ class StreamUser(User):
 
     def stream(self, path: str, body: Iterable[bytes], size: int | None, name: str,
                headers: dict[str, str] | None = None) -> list[Event]:
-        """Open a stream, time its first event and every gap, and return its events."""
+        """Open a stream, time its first event and every gap, and return its events.
+
+        A stream opened while Locust is still spawning users times its first event under a
+        name of its own: Locust starts each second's users in the same instant (-r of them),
+        so those requests arrive as one burst, not at the load's concurrency."""
         started = time.monotonic()
+        runner = self.environment.runner
+        spawning = runner is not None and runner.state == STATE_SPAWNING
+        first_event = f"{name}: time to first event" + (" (while spawning)" if spawning else "")
         try:
             response = DuplexResponse(self.port, path, body, size, headers=headers)
         except OSError as exc:
-            fire(f"{name}: time to first event", (time.monotonic() - started) * 1000, error=exc)
+            fire(first_event, (time.monotonic() - started) * 1000, error=exc)
             return []
         got: list[Event] = []
         try:
@@ -90,7 +98,7 @@ class StreamUser(User):
             interval = None
             for ev in read_events(response):
                 if not got:
-                    fire(f"{name}: time to first event", (ev.arrived - started) * 1000)
+                    fire(first_event, (ev.arrived - started) * 1000)
                     interval = ev.json.get("heartbeat_interval_s")
                 else:
                     gap = ev.arrived - got[-1].arrived

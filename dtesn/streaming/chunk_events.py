@@ -10,6 +10,7 @@ import numpy as np
 
 from . import rates, sse
 from .compression import pack
+from .offload import let_loop_run
 from .pump import ChunkDone, Failed, Finished, Progress
 from .resume import chunk_id, done_id
 from .stream import StreamSpec, common_fields, error_fields, error_framing, is_large
@@ -25,10 +26,14 @@ def features_json(features: np.ndarray, values_per_piece: int = 4096) -> str:
 
     json.dumps holds the GIL for its whole call; a chunk of 300k values would keep the hub
     (heartbeats, other streams) waiting for a third of a second. Block by block, the
-    interpreter can hand the GIL over between blocks.
+    interpreter can hand the GIL over between blocks, and the event loop gets a whole turn
+    when it has been waiting (`let_loop_run`).
     """
     rows = max(1, values_per_piece // max(1, features.shape[1]))
-    pieces = (sse.encode_json(features[i : i + rows].tolist())[1:-1] for i in range(0, len(features), rows))
+    pieces = []
+    for i in range(0, len(features), rows):
+        let_loop_run()
+        pieces.append(sse.encode_json(features[i : i + rows].tolist())[1:-1])
     return "[" + ",".join(pieces) + "]"
 
 

@@ -7,6 +7,7 @@ Outside a gevent-patched process (Flask's test client, scripts) the call runs in
 
 from __future__ import annotations
 
+import time
 from typing import Callable, TypeVar
 
 import gevent
@@ -15,9 +16,64 @@ from gevent.threadpool import ThreadPool
 
 T = TypeVar("T")
 
-# A real lock even when threading is patched: the counter is touched from pool threads.
-_lock = monkey.get_original("_thread", "allocate_lock")()
+# Real locks even when threading is patched: pool threads use them.
+_allocate_lock = monkey.get_original("_thread", "allocate_lock")
+_get_ident = monkey.get_original("_thread", "get_ident")
+_lock = _allocate_lock()
 _running = 0
+
+#: How often the event loop stamps that it is turning, and how stale a stamp may get before an
+#: engine thread waits for the loop (see `let_loop_run`).
+TURN_S = 0.005
+STARVED_S = 0.02
+MAX_WAIT_S = 1.0
+
+
+class _LoopTurns:
+    """When the event loop last turned, stamped by a repeating timer on the loop itself."""
+
+    def __init__(self) -> None:
+        self.hub = gevent.get_hub()
+        self.thread = _get_ident()
+        self.last = time.monotonic()
+        self._timer = self.hub.loop.timer(TURN_S, TURN_S, ref=False)
+        self._timer.start(self._stamp)
+
+    def _stamp(self) -> None:
+        self.last = time.monotonic()
+
+
+_turns: _LoopTurns | None = None
+
+
+def let_loop_run() -> None:
+    """From an engine thread: when the event loop has not turned for STARVED_S, wait until
+    it has run out of work.
+
+    CPython hands the GIL to a waiting thread only when the holder keeps it a whole switch
+    interval; NumPy drops and retakes it around every large operation, faster than the
+    loop's thread wakes up, so a heavy computation can keep the loop from every socket call
+    it makes for hundreds of milliseconds (measured: stalls of 120-470 ms, heartbeats that
+    late). Waiting here, between slices of a computation, gives the loop a whole turn.
+    """
+    turns = _turns
+    if turns is None or _get_ident() == turns.thread or time.monotonic() - turns.last < STARVED_S:
+        return
+    done = _allocate_lock()
+    done.acquire()
+    turns.hub.loop.run_callback_threadsafe(_release_when_idle, turns.hub, done)
+    done.acquire(timeout=MAX_WAIT_S)  # bounded: a loop shutting down may never get there
+
+
+def _release_when_idle(hub, done) -> None:
+    """On the loop: release `done` once nothing else is pending (an idle watcher)."""
+    idle = hub.loop.idle()
+
+    def release() -> None:
+        idle.stop()
+        done.release()
+
+    idle.start(release)
 
 
 def running_tasks() -> int:
@@ -49,8 +105,11 @@ def submit(fn: Callable[..., T], *args: object, inline: bool = False):
 
     With `inline` (work too small to be worth a thread) or outside gevent, it runs now.
     """
+    global _turns
     if inline or not monkey.is_module_patched("socket"):
         return _Done(_counted(fn, args))
+    if _turns is None:
+        _turns = _LoopTurns()
     return gevent.get_hub().threadpool.spawn(_counted, fn, args)
 
 

@@ -31,11 +31,11 @@ from gevent.queue import Empty, Queue
 from ..engine import ChunkResult, ReservoirParams, Session, Snapshot, session, weight_cache
 from . import rates
 from .disconnect import watch_for_close
-from .offload import submit
+from .offload import let_loop_run, submit
 from .resume import Resume
 from .source import InputSource, InputTooLarge
 
-SLICE_SECONDS = 0.1
+SLICE_SECONDS = 0.02
 #: Chunks are handed to a pool thread in batches of about this much compute, at most
 #: BATCH_BYTES of input: one hand-off and one write per batch instead of per chunk.
 BATCH_SECONDS = 0.05
@@ -398,6 +398,7 @@ class Pump:
             last = k == len(parts) - 1
             if not last and grouped < slice_bytes:
                 continue
+            let_loop_run()
             if self._cancel.is_set():
                 raise Cancelled
             started = time.perf_counter()
