@@ -49,6 +49,11 @@ def test_errors_are_json_from_the_real_server(server):
 def test_one_log_line_per_request_with_its_id(server):
     r = requests.get(server.url + "/deep_tree_echo/status", timeout=5)
     rid = r.headers["X-Request-ID"]
+    deadline = time.monotonic() + 5  # logged when the server closes the response: after the client has it
+    while not (lines := [line for line in server.log().splitlines() if f"request_id={rid} " in line]):
+        assert time.monotonic() < deadline, "no log line for the request"
+        time.sleep(0.02)
+    time.sleep(0.1)  # and no second one follows
     lines = [line for line in server.log().splitlines() if f"request_id={rid} " in line]
     assert len(lines) == 1
     assert re.search(r"method=GET path=/deep_tree_echo/status status=200 bytes=\d+ duration_ms=[\d.]+", lines[0])
