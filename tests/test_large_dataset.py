@@ -107,6 +107,18 @@ def test_every_chunk_decodes_to_the_engines_features(server, level, encoding):
     assert all(c["compressed_size"] <= c["original_size"] for c in chunks), "compression never grows a chunk"
 
 
+@pytest.mark.parametrize("level", [0, 1, 3])
+def test_chunks_shorter_than_a_frame_are_empty_events(server, level):
+    """512-byte chunks of 4096-byte frames: most chunks complete no frame (0 steps)."""
+    data = TEXT[:20_000]
+    _, _, evs = stream_raw(server, QUERY + f"&frame_size=4096&max_chunk_size=512&compression_level={level}", data)
+    chunks = [ev.json for ev in evs if ev.event == "chunk"]
+    assert any(c["steps"] == 0 for c in chunks) and any(c["steps"] > 0 for c in chunks)
+    features, digest = engine_features(data, frame_size=4096)
+    assert np.concatenate([decode_chunk(c) for c in chunks]).tobytes() == features.tobytes()
+    assert evs[-1].json["final_digest"] == digest
+
+
 def test_float16_payloads_decode_to_the_rounded_features(server):
     _, _, evs = stream_raw(server, QUERY + "&dtype=float16&compression_level=2")
     decoded = np.concatenate([decode_chunk(ev.json) for ev in evs if ev.event == "chunk"])
@@ -132,12 +144,12 @@ def test_level_1_backs_off_from_compression_that_does_not_pay_and_resumes_when_i
     noise = np.random.default_rng(1).standard_normal((8, 4)).astype(np.float32)
     smooth = np.zeros((64, 4), np.float32)
     for _ in range(8):
-        assert encoder.encode(noise).method == "none"
+        assert encoder.encode_many([noise])[0].method == "none"
     assert encoder._skip > 0  # the futile tries are spaced out
     while encoder._skip:
-        assert encoder.encode(smooth).method == "none"  # skipped: sent raw, not tried
-    assert encoder.encode(smooth).method == "brotli"  # the next try pays ...
-    assert encoder.encode(smooth).method == "brotli"  # ... and every chunk is tried again
+        assert encoder.encode_many([smooth])[0].method == "none"  # skipped: sent raw, not tried
+    assert encoder.encode_many([smooth])[0].method == "brotli"  # the next try pays ...
+    assert encoder.encode_many([smooth])[0].method == "brotli"  # ... and every chunk is tried again
 
 
 def test_level_1_compresses_once_per_chunk_with_the_codec_its_probes_measure_smallest(monkeypatch):

@@ -85,20 +85,18 @@ class PayloadEncoder:
         self._backoff = 0
         self._skip = 0
 
-    def encode(self, features: np.ndarray) -> Payload:
-        return self.encode_many([features])[0]
-
     def encode_many(self, chunks: list[np.ndarray]) -> list[Payload]:
         """The payloads of consecutive chunks. The transforms run once over each run of
         chunks of one shape: per chunk, NumPy's call overhead would cost more than the work."""
         payloads: list[Payload] = []
-        for _, run in groupby(chunks, key=np.shape):
-            raw = np.asarray(np.stack(list(run)), dtype=self.dtype)
-            size = raw[0].nbytes
+        for _, group in groupby(chunks, key=np.shape):
+            run = list(group)
+            raw = np.asarray(np.stack(run), dtype=self.dtype)
+            size = raw[0].nbytes  # 0 for a chunk shorter than a frame
             plain = raw.tobytes()
             transformed = {t: _forward(raw, t) for t in self._transforms} if self._candidates else {}
-            for start in range(0, len(plain), size):
-                payloads.append(self._pack(plain, transformed, start, start + size))
+            for k in range(len(run)):
+                payloads.append(self._pack(plain, transformed, k * size, (k + 1) * size))
         return payloads
 
     def _pack(self, plain: bytes, transformed: dict[str, bytes], start: int, end: int) -> Payload:
