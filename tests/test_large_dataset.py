@@ -153,18 +153,18 @@ def test_level_1_backs_off_from_compression_that_does_not_pay_and_resumes_when_i
 
 
 def test_level_1_compresses_once_per_chunk_with_the_codec_its_probes_measure_smallest(monkeypatch):
-    from dtesn.streaming import payload
+    from dtesn.streaming import compression, payload
 
     smooth = [np.full((16, 4), i, np.float32) for i in range(64)]
     shuffled = payload._forward(np.stack(smooth[:1]), "shuffle")
-    sizes = {codec: len(compress(shuffled, 1)) for codec, compress in payload._COMPRESS.items()}
+    sizes = {codec: len(compress(shuffled, 1)) for codec, compress in compression.COMPRESS.items()}
     winner = min(sizes, key=sizes.get)
     calls = dict.fromkeys(sizes, 0)
-    for codec, compress in list(payload._COMPRESS.items()):
+    for codec, compress in list(compression.COMPRESS.items()):
         def counted(data, level, codec=codec, compress=compress):
             calls[codec] += 1
             return compress(data, level)
-        monkeypatch.setitem(payload._COMPRESS, codec, counted)
+        monkeypatch.setitem(compression.COMPRESS, codec, counted)
     payloads = PayloadEncoder(1, "base64", "float32", tuple(sizes)).encode_many(smooth)
     probes = 64 // PayloadEncoder.PROBE_EVERY  # chunks 1 and 33 try every codec
     assert {p.method for p in payloads} == {winner}

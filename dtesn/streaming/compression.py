@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import zlib
 from dataclasses import dataclass
+from typing import Callable
 
 import brotli
 
-#: The codecs binary payloads may use (a client may accept a subset: a browser's
-#: DecompressionStream knows gzip and deflate, not brotli).
-CODECS = ("zlib", "gzip", "brotli")
+#: codec -> compress(data, level); also the codecs binary payloads may use (a client may
+#: accept a subset: a browser's DecompressionStream knows gzip and deflate, not brotli).
+COMPRESS: dict[str, Callable[[bytes, int], bytes]] = {
+    "zlib": lambda data, level: zlib.compress(data, level),
+    "gzip": lambda data, level: gzip.compress(data, level, mtime=0),
+    "brotli": lambda data, level: brotli.compress(data, quality=level),
+}
+DECOMPRESS: dict[str, Callable[[bytes], bytes]] = {
+    "zlib": zlib.decompress,
+    "gzip": gzip.decompress,
+    "brotli": brotli.decompress,
+}
+CODECS = tuple(COMPRESS)
+
 
 @dataclass(frozen=True)
 class Packed:
@@ -22,16 +35,9 @@ class Packed:
     compressed_size: int  # bytes after compression, before the transport encoding
 
 
-_COMPRESS = {
-    "brotli": lambda data, level: brotli.compress(data, quality=level),
-    "zlib": lambda data, level: zlib.compress(data, level),
-}
-_DECOMPRESS = {"brotli": brotli.decompress, "zlib": zlib.decompress}
-
-
 def pack(payload: bytes, codec: str = "brotli", level: int = 4) -> Packed | None:
     """Compress and base64-encode; None when that would not make the event smaller."""
-    compressed = _COMPRESS[codec](payload, level)
+    compressed = COMPRESS[codec](payload, level)
     text = base64.b64encode(compressed).decode("ascii")
     if len(text) >= len(payload):
         return None
@@ -42,4 +48,4 @@ def unpack(data: str, encoding: str) -> bytes:
     codec, transport = encoding.split("+")
     if transport != "base64":
         raise ValueError(f"unknown transport {transport!r}")
-    return _DECOMPRESS[codec](base64.b64decode(data))
+    return DECOMPRESS[codec](base64.b64decode(data))

@@ -17,31 +17,18 @@ restrict the codecs it can decode (a browser's DecompressionStream knows gzip an
 from __future__ import annotations
 
 import base64
-import gzip
-import zlib
 from dataclasses import dataclass
 from itertools import groupby
-from typing import Callable
 
-import brotli
 import numpy as np
+
+from .compression import COMPRESS, DECOMPRESS
 
 
 ENCODINGS = ("base64", "hex")
 DTYPES = {"float32": "<f4", "float16": "<f2"}
 _UINT = {2: "<u2", 4: "<u4"}
 
-_COMPRESS: dict[str, Callable[[bytes, int], bytes]] = {
-    "zlib": lambda data, level: zlib.compress(data, level),
-    "gzip": lambda data, level: gzip.compress(data, level, mtime=0),
-    "brotli": lambda data, level: brotli.compress(data, quality=level),
-}
-_DECOMPRESS: dict[str, Callable[[bytes], bytes]] = {
-    "none": lambda data: data,
-    "zlib": zlib.decompress,
-    "gzip": gzip.decompress,
-    "brotli": brotli.decompress,
-}
 #: level -> (transforms tried, {codec: codec level}).
 LEVELS: dict[int, tuple[tuple[str, ...], dict[str, int]]] = {
     1: (("shuffle",), {"zlib": 1, "brotli": 1, "gzip": 1}),
@@ -104,7 +91,7 @@ class PayloadEncoder:
         best_bytes, best_method, best_transform = plain[start:end], "none", "none"
         candidates = self._candidates_now()
         for transform, codec, codec_level in candidates:
-            packed = _COMPRESS[codec](transformed[transform][start:end], codec_level)
+            packed = COMPRESS[codec](transformed[transform][start:end], codec_level)
             if len(packed) < len(best_bytes):
                 best_bytes, best_method, best_transform = packed, codec, transform
         if self.level == 1 and candidates:
@@ -130,7 +117,7 @@ def decode_features(data: str, *, encoding: str, method: str, transform: str, dt
                     shape: tuple[int, int]) -> np.ndarray:
     """The reference decoder (what the README's client code does), shape (steps, membranes)."""
     packed = base64.b64decode(data) if encoding == "base64" else bytes.fromhex(data)
-    raw = _DECOMPRESS[method](packed)
+    raw = packed if method == "none" else DECOMPRESS[method](packed)
     width = np.dtype(DTYPES[dtype]).itemsize
     if transform == "none":
         return np.frombuffer(raw, DTYPES[dtype]).reshape(shape)
