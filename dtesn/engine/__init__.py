@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from .membranes import MembraneTree, membrane_count, membrane_tree
+from .kernel import warm_up
 from .params import RANGES, ParameterError, ReservoirParams
+from .reference import ReferenceReservoir
+from .reservoir import CompiledReservoir
 from .session import ChunkResult, Session, Snapshot
 from .weights import WeightCache, Weights, build_weights
 
@@ -19,8 +22,10 @@ def session(params: ReservoirParams) -> Session:
 __all__ = [
     "RANGES",
     "ChunkResult",
+    "CompiledReservoir",
     "MembraneTree",
     "ParameterError",
+    "ReferenceReservoir",
     "ReservoirParams",
     "Session",
     "Snapshot",
@@ -30,5 +35,6 @@ __all__ = [
     "membrane_count",
     "membrane_tree",
     "session",
+    "warm_up",
     "weight_cache",
 ]

@@ -51,6 +51,7 @@ RANGES: dict[str, Range] = {
     "input_scaling": Range(0.0, 10.0, integer=False),
     "connectivity": Range(1, 64),
     "coupling_fanin": Range(1, 64),
+    "input_fanin": Range(1, 4096),
 }
 
 
@@ -63,8 +64,10 @@ class ReservoirParams:
     stays near |0.5|; a spectral radius of 0.9 gives fading memory with a long echo; deeper
     levels leak slower (`leak_rate * leak_decay**(level-1)`), integrating over longer spans.
     `connectivity` is a fixed recurrent fan-in (each neuron reads that many neurons of its own
-    membrane) and `coupling_fanin` the number of parent neurons each child neuron reads, so a
-    step costs O(N) whatever the size (a fixed small fan-in is the usual sparse-ESN recipe).
+    membrane), `coupling_fanin` the number of parent neurons each child neuron reads and
+    `input_fanin` the bytes of a frame each skin neuron reads (ReservoirPy's default input
+    connectivity of 0.1 at frame 64), so a step costs O(N) whatever the size (a fixed small
+    fan-in is the usual sparse-ESN recipe).
     """
 
     membrane_depth: int = 4
@@ -78,6 +81,7 @@ class ReservoirParams:
     input_scaling: float = 0.5
     connectivity: int = 6
     coupling_fanin: int = 2
+    input_fanin: int = 6
     dtype: str = "float32"
 
     def __post_init__(self) -> None:

@@ -13,10 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .reservoir import Reservoir
+from .reservoir import CompiledReservoir, Reservoir
 from .weights import Weights
-
-BYTE_SCALE = 127.5
 
 
 @dataclass(frozen=True)
@@ -49,16 +47,14 @@ class Snapshot:
 
 
 class Session:
-    def __init__(self, weights: Weights) -> None:
+    """`stepper` picks how steps are computed: the compiled kernel (the default) or the
+    NumPy reference (`reference.ReferenceReservoir`), which the tests compare it to."""
+
+    def __init__(self, weights: Weights, stepper: type[Reservoir] = CompiledReservoir) -> None:
         self.weights = weights
         self.params = weights.params
-        self._reservoir = Reservoir(weights)
+        self._reservoir = stepper(weights)
         self._dtype = self._reservoir.dtype
-        units = weights.input_units
-        # u = byte / 127.5 - 1, so W_in u = scale * (units^T byte) / 127.5 - scale * units^T 1
-        self._byte_gain = self._dtype.type(weights.input_scale / BYTE_SCALE)
-        self._byte_offset = (-weights.input_scale * units.sum(axis=0, dtype=np.float64)).astype(self._dtype)
-        self._float_input = (units * weights.input_scale).astype(self._dtype)
         levels = np.repeat(weights.tree.levels, self.params.neurons_per_membrane) - 1
         counts = np.bincount(levels)
         self._level_means = (np.eye(len(counts))[:, levels] / counts[:, None]).astype(self._dtype)
@@ -78,24 +74,19 @@ class Session:
         return self.feed_many([data], final)[0]
 
     def feed_many(self, pieces: Sequence[bytes | memoryview], final: bool = False) -> list[ChunkResult]:
-        """`feed` for consecutive pieces at once, with a result per piece (bitwise the same).
-
-        The input projection runs once over all of them, so many small chunks cost little
-        more than one large one.
-        """
+        """`feed` for consecutive pieces at once, with a result per piece (bitwise the same)."""
         frame = self.params.frame_size
         buffered = b"".join([self.pending, *pieces])
         if final and len(buffered) % frame:
             buffered += bytes(frame - len(buffered) % frame)
         raw = np.frombuffer(buffered, dtype=np.uint8)
-        frames = len(buffered) // frame
-        drive = self._project(raw[: frames * frame].reshape(frames, frame))
-        features = np.empty((frames, self.weights.tree.count), dtype=self._dtype)
+        frames = raw[: len(buffered) // frame * frame].reshape(-1, frame)
+        features = np.empty((len(frames), self.weights.tree.count), dtype=self._dtype)
         results, done, end = [], 0, len(self.pending)
         for i, piece in enumerate(pieces):
             end = len(buffered) if final and i == len(pieces) - 1 else end + len(piece)
             upto = end // frame
-            self._reservoir.advance(drive[done:upto], features[done:upto])
+            self._reservoir.advance_frames(frames[done:upto], features[done:upto])
             self.steps += upto - done
             self.pending = bytes(buffered[upto * frame : end])
             results.append(ChunkResult(features[done:upto], self.energy(), self.digest(), upto - done))
@@ -111,24 +102,10 @@ class Session:
         frames = np.asarray(frames, dtype=self._dtype)
         if frames.ndim != 2 or frames.shape[1] != self.params.frame_size:
             raise ValueError(f"frames must have shape (T, {self.params.frame_size})")
-        return self._advance(frames @ self._float_input, keep_states)
-
-    def _project(self, raw: np.ndarray) -> np.ndarray:
-        """W_in u for byte frames, block by block (bounded temporaries), exact in any order."""
-        drive = np.empty((len(raw), self.weights.input_units.shape[1]), dtype=self._dtype)
-        block = self._reservoir.block
-        for start in range(0, len(raw), block):
-            part = drive[start : start + block]
-            np.matmul(raw[start : start + block].astype(self._dtype), self.weights.input_units, out=part)
-            part *= self._byte_gain
-            part += self._byte_offset
-        return drive
-
-    def _advance(self, drive: np.ndarray, keep_states: bool) -> ChunkResult:
-        steps = len(drive)
+        steps = len(frames)
         features = np.empty((steps, self.weights.tree.count), dtype=self._dtype)
         states = np.empty((steps, self.weights.neurons), dtype=self._dtype) if keep_states else None
-        self._reservoir.advance(drive, features, states)
+        self._reservoir.advance_inputs(np.ascontiguousarray(frames), features, states)
         self.steps += steps
         return ChunkResult(features, self.energy(), self.digest(), steps, states)
 

@@ -1,0 +1,59 @@
+"""The NumPy stepper: the reference the compiled kernel is tested against.
+
+x <- (1 - a) x + a tanh(W x + C x_parent + [skin] W_in u), for all membranes at once
+(synchronous: every membrane reads its parent's state from the previous step).
+
+Each row of the trajectory buffer holds a step's state followed by that step's skin drive,
+and the connection table has one more row that reads the drive (weight 1 for skin neurons,
+0 elsewhere): the gather picks the input up with everything else, one array call fewer per
+step than adding it separately. Seven array calls a step, no allocation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .reservoir import Reservoir
+from .weights import Weights
+
+
+class ReferenceReservoir(Reservoir):
+    def __init__(self, weights: Weights) -> None:
+        super().__init__(weights)
+        n_total = weights.neurons
+        drive_row = np.full((1, n_total), n_total, dtype=weights.sources.dtype)
+        skin = len(weights.input_sources)
+        drive_row[0, :skin] += np.arange(skin)
+        self._sources = np.concatenate([weights.sources, drive_row])
+        drive_weight = np.zeros((1, n_total), dtype=self.dtype)
+        drive_weight[0, :skin] = 1
+        self._values = np.concatenate([weights.values, drive_weight])
+        self._gathered = np.empty(self._sources.shape, dtype=self.dtype)
+        self._pre = np.empty(n_total, dtype=self.dtype)
+
+    def advance(self, inputs: np.ndarray, features: np.ndarray, states: np.ndarray | None = None) -> None:
+        w = self.weights
+        drive = (inputs[:, w.input_sources] * w.input_values).sum(axis=2)
+        steps, n_total = len(drive), w.neurons
+        traj = np.zeros((steps + 1, n_total + drive.shape[1]), dtype=self.dtype)
+        traj[0, :n_total] = self._state
+        traj[:steps, n_total:] = drive
+        xs = traj[:, :n_total]
+        gathered, pre, sources, values, leak = self._gathered, self._pre, self._sources, self._values, self.weights.leak
+        multiply, reduce, tanh, add = np.multiply, np.add.reduce, np.tanh, np.add
+        for t in range(steps):
+            x = xs[t]
+            traj[t].take(sources, None, gathered, "clip")
+            multiply(gathered, values, out=gathered)
+            reduce(gathered, axis=0, out=pre)
+            tanh(pre, out=pre)
+            pre -= x
+            pre *= leak
+            add(x, pre, out=xs[t + 1])
+        m, n = self.weights.tree.count, self.weights.params.neurons_per_membrane
+        visited = xs[1:]
+        reduce(visited.reshape(steps, m, n), axis=2, out=features)
+        features /= n
+        if states is not None:
+            states[:] = visited
+        self._state[:] = xs[steps]

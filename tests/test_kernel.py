@@ -1,0 +1,46 @@
+"""The compiled kernel computes what the NumPy reference computes, and builds at any size."""
+
+import numpy as np
+import pytest
+
+from dtesn.engine import ReferenceReservoir, ReservoirParams, Session, build_weights
+
+DATA = np.random.default_rng(7).integers(0, 256, 64 * 400 + 11, dtype=np.uint8).tobytes()
+TOLERANCE = {"float32": 1e-6, "float64": 1e-12}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(("esn_size", "depth"), [(32, 1), (256, 1), (1000, 1), (256, 4), (1024, 4), (800, 8)])
+def test_kernel_equals_the_numpy_reference(dtype, esn_size, depth):
+    weights = build_weights(ReservoirParams(esn_size=esn_size, membrane_depth=depth, dtype=dtype))
+    compiled, reference = Session(weights), Session(weights, ReferenceReservoir)
+    got, want = compiled.feed(DATA, final=True), reference.feed(DATA, final=True)
+    assert got.features.dtype == np.dtype(dtype)
+    np.testing.assert_allclose(got.features, want.features, rtol=0, atol=TOLERANCE[dtype])
+    np.testing.assert_allclose(compiled.state, reference.state, rtol=0, atol=TOLERANCE[dtype])
+    np.testing.assert_allclose(got.energy, want.energy, rtol=0, atol=TOLERANCE[dtype])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_float_frames_and_kept_states_match_the_reference(dtype):
+    params = ReservoirParams(esn_size=300, membrane_depth=2, frame_size=3, dtype=dtype)
+    weights = build_weights(params)
+    frames = np.random.default_rng(2).uniform(-1, 1, (500, 3))
+    got = Session(weights).run(frames, keep_states=True)
+    want = Session(weights, ReferenceReservoir).run(frames, keep_states=True)
+    assert got.states.shape == (500, params.neurons)
+    np.testing.assert_allclose(got.states, want.states, rtol=0, atol=TOLERANCE[dtype])
+
+
+def test_the_largest_single_membrane_builds_and_runs():
+    params = ReservoirParams(esn_size=4096, membrane_depth=1)
+    weights = build_weights(params)  # no dense eigen-solve of the 4096 block (that took 42-46 s)
+    assert weights.spectral_radii.shape == (1,) and weights.spectral_radii[0] > 0
+    result = Session(weights).feed(DATA[:64 * 50])
+    assert result.features.shape == (50, 1) and np.all(np.isfinite(result.features))
+
+
+def test_every_byte_of_a_frame_reaches_the_skin_even_with_few_skin_neurons():
+    weights = build_weights(ReservoirParams(esn_size=32, membrane_depth=4, frame_size=4096))
+    assert len(weights.input_sources) == 4
+    assert set(weights.input_sources.ravel().tolist()) == set(range(4096))
