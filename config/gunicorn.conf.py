@@ -54,6 +54,15 @@ loglevel = os.environ.get("DTESN_LOG_LEVEL", "info")
 control_socket_disable = True
 
 
+def on_starting(server) -> None:
+    """In the master, before any worker exists: compile the step kernel (or load it from
+    numba's cache), so every worker forked from here has it ready before its first request
+    (1.4 s with an empty cache, 0.45 s from it). NUMBA_CACHE_DIR, when set, says where the
+    cache lives; see the README."""
+    from dtesn.engine import warm_up
+
+    warm_up()
+
 
 def post_worker_init(worker) -> None:
     """Per worker: one engine thread at a time, resumable errors for open streams on SIGTERM

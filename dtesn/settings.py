@@ -2,7 +2,8 @@
 
 Loaded by gunicorn's config (in the master, before any worker starts) and by the app
 factory, so a bad value stops start-up with one clear line instead of failing a request.
-Imports nothing heavy: the gunicorn master must not import NumPy or gevent.
+Imports nothing heavy: it runs as gunicorn reads its config, before the one-BLAS-thread
+settings are in place (the master imports NumPy only later, to compile the kernel).
 """
 
 from __future__ import annotations

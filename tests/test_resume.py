@@ -12,8 +12,9 @@ from dtesn.streaming.checkpoints import PER_STREAM, MemoryCheckpointStore
 from dtesn.streaming.resume import Checkpoint, EventId, MalformedEventId
 from tests.support.sse import events
 
-# Slow enough per chunk that checkpoints (one per computed batch) fall between chunk events.
-PARAMS = "esn_size=1024&membrane_depth=4&frame_size=8"
+# Slow enough per chunk that checkpoints (one per computed batch, ~50 ms of compute) fall between
+# chunk events: frame 2 makes 512 steps of each 1024-byte chunk.
+PARAMS = "esn_size=1024&membrane_depth=4&frame_size=2"
 STREAMS = {
     "stream_process": "",
     "stream_chunks": "&chunk_size=1024",
@@ -118,7 +119,7 @@ def test_resuming_with_other_input_or_parameters_is_a_409(server):
     other_body = post(url(server, "stream_chunks"), body=BODY[::-1], headers={"Last-Event-ID": last_id})
     assert other_body.status_code == 409
     assert "input differs" in other_body.json()["error"]
-    other_params = requests.post(url(server, "stream_chunks").replace("frame_size=8", "frame_size=16"), data=BODY,
+    other_params = requests.post(url(server, "stream_chunks").replace("frame_size=2", "frame_size=4"), data=BODY,
                                  headers={"Content-Type": "application/octet-stream", "Last-Event-ID": last_id}, timeout=30)
     assert other_params.status_code == 409
     assert "other parameters" in other_params.json()["error"]

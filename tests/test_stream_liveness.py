@@ -127,3 +127,20 @@ def test_a_200_mb_raw_body_streams_in_bounded_memory(live_server, endpoint):
     assert last is not None and last.event in (None, "completion") and "completion" in last.type
     assert last.json.get("bytes_processed", last.json.get("total_bytes")) == size
     assert (peak - baseline) / 1024 < 64, f"worker grew by {(peak - baseline) / 1024:.1f} MB"
+
+
+def test_a_light_stream_gets_its_first_result_while_a_cold_heavy_one_computes(live_server):
+    """New, large weights (esn 4096, a seed nobody used) and seconds of compute must not queue
+    a light stream behind them: its first result arrives while the heavy stream still runs."""
+    heavy = requests.post(live_server.url + "/deep_tree_echo/" + SLOW + "&seed=4242", data=bytes(range(256)) * 512,
+                          headers={"Content-Type": "application/octet-stream", "Accept-Encoding": "identity"},
+                          stream=True, timeout=120)
+    heavy_events = events(heavy)
+    assert next(heavy_events).type == "metadata"
+    light = requests.post(live_server.url + "/deep_tree_echo/stream_chunks?esn_size=64&membrane_depth=2&seed=99",
+                          data=b"light" * 100, headers={"Content-Type": "application/octet-stream"}, timeout=30)
+    light_done = time.monotonic()
+    assert light.status_code == 200 and '"type":"completion"' in light.text
+    rest = list(heavy_events)
+    assert rest[-1].type == "completion"
+    assert light_done < rest[-1].arrived - 1.0, "the light stream waited for the heavy one"

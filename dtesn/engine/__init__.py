@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from .membranes import MembraneTree, membrane_count, membrane_tree
-from .kernel import warm_up
 from .params import RANGES, ParameterError, ReservoirParams
 from .reference import ReferenceReservoir
-from .reservoir import CompiledReservoir
+from .reservoir import CompiledReservoir, warm_up
 from .session import ChunkResult, Session, Snapshot
 from .weights import WeightCache, Weights, build_weights
 

@@ -126,7 +126,7 @@ class OptimizedEvents(LargeDatasetEvents):
         pieces = []
         for start in range(0, steps, rows_per_piece):
             let_loop_run()
-            rows = sse.encode_json(features[start : start + rows_per_piece].tolist())
+            rows = sse.encode_json(features[start : start + rows_per_piece])
             pieces.append(f'event: partial\ndata: {head},"start":{start},"rows":{rows}}}\n\n')
         marker = self._event("chunk", "optimized_chunk", {
             "index": done.index,
