@@ -10,7 +10,6 @@ import numpy as np
 
 from . import rates, sse
 from .compression import pack
-from .offload import let_loop_run
 from .pump import ChunkDone, Failed, Finished, Progress
 from .resume import chunk_id, done_id
 from .stream import StreamSpec, common_fields, error_fields, error_framing, is_large
@@ -26,15 +25,13 @@ def features_json(features: np.ndarray, values_per_piece: int = 16384) -> str:
 
     The encoder holds the GIL for its whole call: a chunk of 1.6M values (frame 1, depth 8)
     would keep the hub (heartbeats, other streams) waiting 60 ms. Block by block (about
-    0.6 ms each), the interpreter can hand the GIL over between blocks, and the event loop
-    gets a whole turn when it has been waiting (`let_loop_run`).
+    0.6 ms each), the interpreter hands the GIL over between blocks.
     """
     rows = max(1, values_per_piece // max(1, features.shape[1]))
     if len(features) <= rows:
         return sse.encode_json(features)
     pieces = []
     for i in range(0, len(features), rows):
-        let_loop_run()
         pieces.append(sse.encode_json(features[i : i + rows])[1:-1])
     return "[" + ",".join(pieces) + "]"
 

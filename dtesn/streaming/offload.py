@@ -1,13 +1,18 @@
 """Run CPU-bound engine work off the gevent hub.
 
-NumPy releases the GIL inside its kernels, so a real OS thread from gevent's pool keeps the
+The compiled kernel runs outside the GIL, so a real OS thread from gevent's pool keeps the
 event loop (heartbeats, other streams, gunicorn's liveness check) running while it computes.
 Outside a gevent-patched process (Flask's test client, scripts) the call runs inline.
+
+With NumPy's step loop, which dropped and retook the GIL around every array call, engine
+threads had to hand a starved loop its turn explicitly (a loop-turn timer and an idle
+watcher). With the kernel that bought nothing measurable (bench/load.py, 1000 streams + 2
+heavy: gap p99 1000 ms with it, 1100 ms without, one of Locust's rounding buckets; max 1155
+and 1190 ms), so it is gone.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Callable, TypeVar
 
 import gevent
@@ -18,62 +23,8 @@ T = TypeVar("T")
 
 # Real locks even when threading is patched: pool threads use them.
 _allocate_lock = monkey.get_original("_thread", "allocate_lock")
-_get_ident = monkey.get_original("_thread", "get_ident")
 _lock = _allocate_lock()
 _running = 0
-
-#: How often the event loop stamps that it is turning, and how stale a stamp may get before an
-#: engine thread waits for the loop (see `let_loop_run`).
-TURN_S = 0.005
-STARVED_S = 0.02
-MAX_WAIT_S = 1.0
-
-
-class _LoopTurns:
-    """When the event loop last turned, stamped by a repeating timer on the loop itself."""
-
-    def __init__(self) -> None:
-        self.hub = gevent.get_hub()
-        self.thread = _get_ident()
-        self.last = time.monotonic()
-        self._timer = self.hub.loop.timer(TURN_S, TURN_S, ref=False)
-        self._timer.start(self._stamp)
-
-    def _stamp(self) -> None:
-        self.last = time.monotonic()
-
-
-_turns: _LoopTurns | None = None
-
-
-def let_loop_run() -> None:
-    """From an engine thread: when the event loop has not turned for STARVED_S, wait until
-    it has run out of work.
-
-    CPython hands the GIL to a waiting thread only when the holder keeps it a whole switch
-    interval; NumPy drops and retakes it around every large operation, faster than the
-    loop's thread wakes up, so a heavy computation can keep the loop from every socket call
-    it makes for hundreds of milliseconds (measured: stalls of 120-470 ms, heartbeats that
-    late). Waiting here, between slices of a computation, gives the loop a whole turn.
-    """
-    turns = _turns
-    if turns is None or _get_ident() == turns.thread or time.monotonic() - turns.last < STARVED_S:
-        return
-    done = _allocate_lock()
-    done.acquire()
-    turns.hub.loop.run_callback_threadsafe(_release_when_idle, turns.hub, done)
-    done.acquire(timeout=MAX_WAIT_S)  # bounded: a loop shutting down may never get there
-
-
-def _release_when_idle(hub, done) -> None:
-    """On the loop: release `done` once nothing else is pending (an idle watcher)."""
-    idle = hub.loop.idle()
-
-    def release() -> None:
-        idle.stop()
-        done.release()
-
-    idle.start(release)
 
 
 def running_tasks() -> int:
@@ -105,11 +56,8 @@ def submit(fn: Callable[..., T], *args: object, inline: bool = False):
 
     With `inline` (work too small to be worth a thread) or outside gevent, it runs now.
     """
-    global _turns
     if inline or not monkey.is_module_patched("socket"):
         return _Done(_counted(fn, args))
-    if _turns is None:
-        _turns = _LoopTurns()
     return gevent.get_hub().threadpool.spawn(_counted, fn, args)
 
 
@@ -132,9 +80,8 @@ def submit_aside(fn: Callable[..., T], *args: object):
 def limit_threads(count: int) -> None:
     """At most `count` engine tasks run at once; the others wait their turn in order.
 
-    Engine threads and the event loop share one GIL: every engine thread more takes GIL time
-    from the loop (heartbeats, first events, every other stream), while on a small machine it
-    adds little compute, since workers are the unit of parallelism.
+    The kernel computes outside the GIL, but everything else an engine task does (encoding
+    events, slicing input) holds it, as the event loop does: a thread per core is enough.
     """
     gevent.get_hub().threadpool.maxsize = count
 

@@ -19,7 +19,6 @@ from itertools import groupby
 from . import sse
 from .bandwidth import Move, Policy, Tuner
 from .large_dataset_events import LargeDatasetEvents, PayloadOptions
-from .offload import let_loop_run
 from .compression import CODECS
 from .payload import PayloadEncoder
 from .pump import ChunkDone
@@ -125,7 +124,6 @@ class OptimizedEvents(LargeDatasetEvents):
                 f'"index":{done.index},"path":"features"')
         pieces = []
         for start in range(0, steps, rows_per_piece):
-            let_loop_run()
             rows = sse.encode_json(features[start : start + rows_per_piece])
             pieces.append(f'event: partial\ndata: {head},"start":{start},"rows":{rows}}}\n\n')
         marker = self._event("chunk", "optimized_chunk", {

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterator, NamedTuple
 
 import gevent
@@ -31,7 +31,7 @@ from gevent.queue import Empty, Queue
 from ..engine import ChunkResult, ReservoirParams, Session, Snapshot, session, weight_cache
 from . import rates
 from .disconnect import watch_for_close
-from .offload import let_loop_run, submit
+from .offload import submit
 from .resume import Resume
 from .source import InputSource, InputTooLarge
 
@@ -45,6 +45,7 @@ INLINE_SECONDS = 0.002
 INLINE_VALUES = 4096  # features per chunk: JSON-encoding more than this costs over a millisecond
 DEFAULT_SLICE_STEPS = 1024
 QUEUE_DEPTH = 2
+WAIT_CHECK_S = 0.1  # how often a batch waiting for the one before checks for cancellation
 YIELD_EVERY = 16  # writes without a hub switch before the writer lets others run
 
 
@@ -83,7 +84,7 @@ class ChunkDone(NamedTuple):  # thousands a second: a tuple is the cheapest reco
 
 @dataclass(frozen=True)
 class Batch:
-    """Consecutive chunks computed in one pool task, their events already encoded there."""
+    """Consecutive chunks computed in one pool task, their events encoded there."""
 
     chunks: list[ChunkDone]
     events: bytes  # of the chunks after the resume point: the others were sent before
@@ -245,7 +246,7 @@ class Pump:
                 engine_session.restore(self._restore)
             index, offset = self._chunks, self._bytes  # where the next batch starts
             running: _Job | None = None
-            ended = None  # a lock released when the running batch has ended
+            ended = None  # the running batch's locks, released when it has computed and encoded
             pieces, input_sha256 = self._read_batch()
             while pieces:
                 nbytes = sum(map(len, pieces))
@@ -253,8 +254,9 @@ class Pump:
                 if inline and running is not None:  # the hub must not wait on a pool thread's lock
                     self._collect(running)
                     running = None
-                ends = _allocate_lock()
-                ends.acquire()
+                ends = (_allocate_lock(), _allocate_lock())  # computed, encoded
+                for lock in ends:
+                    lock.acquire()
                 queued = _Job(submit(self._compute_batch, engine_session, pieces, self._input_done(), index, offset,
                                      ended, ends, inline=inline), input_sha256)
                 index, offset, ended = index + len(pieces), offset + nbytes, ends
@@ -367,21 +369,41 @@ class Pump:
         return rate is not None and steps / rate <= INLINE_SECONDS and steps * self.params.membranes <= INLINE_VALUES
 
     def _compute_batch(self, s: Session, pieces: list[memoryview], final: bool, index: int, offset: int,
-                       after, ends) -> Batch:
-        """Compute and encode consecutive chunks, the first of them chunk `index` at input
-        `offset` (in a pool thread unless they are tiny), once the batch before has ended
-        (`after` is released then; `ends` is released when this one ends).
+                       after: tuple | None, ends: tuple) -> Batch:
+        """Compute, then encode, consecutive chunks, the first of them chunk `index` at input
+        `offset` (in a pool thread unless they are tiny).
+
+        `after` holds the batch before's two locks, released once it has computed and once it
+        has encoded; `ends` this batch's. So with two engine threads a batch computes while
+        the one before encodes (encoding holds the GIL, the kernel does not), and batches of
+        a stream still compute in order and encode in order.
 
         The engine is called on groups of about SLICE_SECONDS of input (a large chunk is cut
         into several, small chunks are fed together), checking for cancellation between
         calls. A chunk's processing time is its share, by bytes, of its calls' measured time.
         """
+        computed, encoded = ends
         try:
+            try:
+                if after is not None:
+                    self._wait_for(after[0])  # at once with one engine thread: the pool runs tasks in order
+                batch = self._compute(s, pieces, final, index, offset)
+            finally:
+                computed.release()
             if after is not None:
-                after.acquire()  # at once with one engine thread: the pool runs tasks in order
-            return self._compute(s, pieces, final, index, offset)
+                self._wait_for(after[1])
+            shown = [done for done in batch.chunks if done.index > self._silent_through]
+            return replace(batch, events=self.render(shown) if shown else b"")
         finally:
-            ends.release()
+            encoded.release()
+
+    def _wait_for(self, lock) -> None:
+        """Acquire a predecessor's lock, giving up once the stream is cancelled: a pool that
+        drops its queued tasks at shutdown would otherwise leave this thread waiting for good
+        (and the worker, which joins its threads, with it)."""
+        while not lock.acquire(timeout=WAIT_CHECK_S):
+            if self._cancel.is_set():
+                raise Cancelled
 
     def _compute(self, s: Session, pieces: list[memoryview], final: bool, index: int, offset: int) -> Batch:
         rate = rates.steps_per_sec(self.params)
@@ -398,7 +420,6 @@ class Pump:
             last = k == len(parts) - 1
             if not last and grouped < slice_bytes:
                 continue
-            let_loop_run()
             if self._cancel.is_set():
                 raise Cancelled
             started = time.perf_counter()
@@ -413,8 +434,7 @@ class Pump:
         for i, data in enumerate(pieces):
             start, end = end, end + len(data)
             chunks.append(ChunkDone(index + i, start, len(data), _merge(per_chunk[i]), seconds[i], fraction(end, total)))
-        shown = [done for done in chunks if done.index > self._silent_through]
-        return Batch(chunks, self.render(shown) if shown else b"", s.snapshot() if self._on_checkpoint else None,
+        return Batch(chunks, b"", s.snapshot() if self._on_checkpoint else None,
                      end - offset, sum(done.result.steps for done in chunks), sum(seconds))
 
 
