@@ -30,8 +30,11 @@ class Settings:
     timeout: int
     graceful_timeout: int
     keepalive: int
+    api_keys: str
     max_body_bytes: int
     process_max_bytes: int
+    body_timeout: float
+    json_max_bytes: int
     cache_size: int
     compute_threads: int
     heartbeat_interval: float
@@ -55,6 +58,8 @@ class Settings:
         _at_least("keepalive", self.keepalive, 0)
         _at_least("max_body_bytes", self.max_body_bytes, 1)
         _at_least("process_max_bytes", self.process_max_bytes, 1)
+        _at_least("body_timeout", self.body_timeout, 0)
+        _at_least("json_max_bytes", self.json_max_bytes, 1)
         _at_least("cache_size", self.cache_size, 1)
         _at_least("compute_threads", self.compute_threads, 1)
         _at_least("heartbeat_interval", self.heartbeat_interval, 0)

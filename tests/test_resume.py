@@ -178,7 +178,10 @@ def test_sigterm_ends_open_streams_with_a_recoverable_error_and_resuming_works(s
         got.append(ev)
         if ev.id and ev.id.endswith(":3"):
             doomed.process.send_signal(signal.SIGTERM)
-    doomed.process.wait(timeout=20)
+    try:
+        doomed.process.wait(timeout=20)
+    except Exception:
+        raise AssertionError(doomed.log()[-3000:])
     error = got[-1]
     assert error.json["type"] == "error" and error.json["recoverable"] is True
     assert error.json["retry_after_ms"] > 0 and error.retry == error.json["retry_after_ms"]
@@ -204,3 +207,34 @@ def test_get_with_dataset_id_resumes_at_several_points(server, whole, stream):
         assert sorted(chunks_of(after)) == list(range(cut + 1, total))
         assert {**chunks_of(before), **chunks_of(after)} == digests
         assert after[-1].json["final_digest"] == final
+
+
+def test_without_checkpoints_a_resume_with_other_input_or_parameters_is_still_a_409(start_server):
+    """Checkpoints off: the stream's fingerprint (parameters, hash of the input's head) still
+    tells another input from the original, and the same input resumes to the same digest."""
+    srv = start_server(DTESN_CHECKPOINT_MAX_BYTES="0")
+    whole = list(events(post(url(srv, "stream_chunks"))))
+    before = read_until_chunk(post(url(srv, "stream_chunks")), 10)
+    last_id = before[-1].id
+    other = post(url(srv, "stream_chunks"), body=BODY[:1000] + BODY[1000:][::-1], headers={"Last-Event-ID": last_id})
+    assert other.status_code == 409 and "input differs" in other.json()["error"]
+    shorter = post(url(srv, "stream_chunks"), body=BODY[:-1], headers={"Last-Event-ID": last_id})
+    assert shorter.status_code == 200  # the head matches: a shorter tail is not seen before the stream starts
+    shorter.close()
+    params = post(url(srv, "stream_chunks").replace("frame_size=2", "frame_size=4"), headers={"Last-Event-ID": last_id})
+    assert params.status_code == 409 and "other parameters" in params.json()["error"]
+    after = list(events(post(url(srv, "stream_chunks"), headers={"Last-Event-ID": last_id})))
+    assert after[-1].json["final_digest"] == whole[-1].json["final_digest"]
+    assert {**chunks_of(before), **chunks_of(after)} == chunks_of(whole)
+
+
+def test_a_clients_x_request_id_names_log_lines_only_never_a_stream(server):
+    first = post(url(server, "stream_chunks"), headers={"X-Request-ID": "chosen-by-a-client"})
+    assert first.headers["X-Request-ID"] == "chosen-by-a-client"
+    got = read_until_chunk(first, 3)
+    stream = got[0].json["request_id"]
+    assert stream != "chosen-by-a-client" and got[-1].id.startswith(stream + ":")
+    other = list(events(post(url(server, "stream_chunks"), body=BODY[::-1], headers={"X-Request-ID": "chosen-by-a-client"})))
+    assert other[0].json["request_id"] not in (stream, "chosen-by-a-client")
+    resumed = list(events(post(url(server, "stream_chunks"), headers={"Last-Event-ID": got[-1].id})))
+    assert resumed[-1].json["type"] == "completion"

@@ -33,7 +33,7 @@ from . import rates
 from .disconnect import watch_for_close
 from .offload import submit
 from .resume import Resume
-from .source import InputSource, InputTooLarge
+from .source import BodyError, InputSource, InputTooLarge
 
 SLICE_SECONDS = 0.02
 #: Chunks are handed to a pool thread in batches of about this much compute, at most
@@ -272,8 +272,10 @@ class Pump:
                                      self._bytes - self._first_byte))
         except Cancelled:
             pass
-        except InputTooLarge as exc:
-            self._queue.put(Failed(str(exc), False, self._chunks, self.progress()))
+        except (InputTooLarge, BodyError) as exc:
+            self._cancel.set()  # a batch queued behind stops at its start
+            self._queue.put(Failed(str(exc), isinstance(exc, BodyError) and exc.recoverable, self._chunks,
+                                   self.progress()))
         except OSError:  # the request body broke off: the client is gone
             self._cancel_from_producer()
         except Exception:  # noqa: BLE001 - reported to the client as an error event, logged by gevent

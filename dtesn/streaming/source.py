@@ -17,6 +17,29 @@ class InputTooLarge(Exception):
         self.limit = limit
 
 
+class BodyError(Exception):
+    """The request body is not the one its headers announced, or stopped arriving: nothing
+    computed from it is kept as a complete result, and nothing of it is stored."""
+
+    recoverable = False
+
+
+class TruncatedBody(BodyError):
+    def __init__(self, received: int, announced: int) -> None:
+        super().__init__(f"the request body ended after {received} of its {announced} bytes (Content-Length)")
+
+
+class MalformedBody(BodyError):
+    """A chunked body that breaks the chunk syntax or ends without its last (empty) chunk."""
+
+
+class BodyTimeout(BodyError):
+    recoverable = True  # what was computed before is checkpointed: the client can resume
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the request body sent no byte for {seconds:g} s")
+
+
 class InputSource(Protocol):
     #: Total bytes when known up front (Content-Length, a string); None for a chunked body.
     size: int | None

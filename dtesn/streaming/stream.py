@@ -15,6 +15,7 @@ from typing import Any, Callable, Generator, Iterator, Protocol
 from ..engine import ReservoirParams, Snapshot
 from . import shutdown, sse
 from .checkpoints import CheckpointStore
+from .fingerprints import FingerprintStore, Fingerprinting, verified
 from .pump import Batch, ChunkDone, Failed, Finished, Heartbeat, Interrupted, Progress, Pump
 from .resume import AlreadyComplete, Checkpoint, EventId, Resume, ResumeMismatch, chunk_id, skip_verified
 from .source import InputSource
@@ -93,19 +94,21 @@ def error_framing(failed: Failed) -> dict[str, Any]:
     return {"id": failed.resume_from, "retry_ms": failed.retry_after_ms}
 
 
-def resumed(spec: StreamSpec, store: CheckpointStore) -> StreamSpec:
+def resumed(spec: StreamSpec, store: CheckpointStore, fingerprints: FingerprintStore | None = None) -> StreamSpec:
     """The spec of a reconnect: the original stream's request id, and where to continue.
 
-    Raises MalformedEventId, AlreadyComplete, or ResumeMismatch when the store's checkpoint
-    shows other parameters or other input (the input before it is read and hashed here,
-    before the response starts).
+    Raises MalformedEventId, AlreadyComplete, or ResumeMismatch when the store's checkpoint,
+    or without one the stream's fingerprint, shows other parameters or other input (the input
+    before it is read and hashed here, before the response starts).
     """
     last = EventId.parse(spec.resume_from)
     if last.done:
         raise AlreadyComplete
     checkpoint = store.latest(last.request_id, last.after_chunk)
     if checkpoint is None:
-        return replace(spec, request_id=last.request_id, resume=Resume(last.after_chunk))
+        fingerprint = None if fingerprints is None else fingerprints.get(last.request_id)
+        source = spec.source if fingerprint is None else verified(spec.source, spec.stream_key, fingerprint)
+        return replace(spec, request_id=last.request_id, source=source, resume=Resume(last.after_chunk))
     if checkpoint.stream_key != spec.stream_key:
         raise ResumeMismatch(
             f"stream {last.request_id} was started with other parameters or on another endpoint; "
@@ -126,6 +129,7 @@ def event_stream(
     client_socket=None,
     on_computed: Callable[[int, int], None] | None = None,
     checkpoints: CheckpointStore | None = None,
+    fingerprints: FingerprintStore | None = None,
     pacing: Pacing | None = None,
 ) -> Iterator[bytes]:
     """The stream's bytes; `wire_bytes` in the completion counts every byte sent before it.
@@ -137,8 +141,11 @@ def event_stream(
     A resumed stream sends no metadata (the client has it): a comment opens it, so the
     headers go out at once, then the events after the resume point.
     """
+    source = spec.source
+    if fingerprints is not None and spec.resume is None:
+        source = Fingerprinting(source, spec.request_id, spec.stream_key, fingerprints)
     pump = Pump(
-        spec.params, spec.source, spec.chunk_size, events.chunks,
+        spec.params, source, spec.chunk_size, events.chunks,
         client_socket=client_socket, on_computed=on_computed, resume=spec.resume,
         on_checkpoint=None if checkpoints is None else _saver(spec, checkpoints),
     )
@@ -170,7 +177,9 @@ def event_stream(
             elif isinstance(item, Interrupted):
                 out = events.error(Failed(item.reason, True, item.progress.chunks, item.progress,
                                           retry_after_ms=RESUME_RETRY_MS, resume_from=last_id))
-            else:
+            else:  # Failed: a recoverable one resumes after the last chunk the client has
+                if item.recoverable and item.resume_from is None:
+                    item = replace(item, retry_after_ms=RETRY_MS, resume_from=last_id)
                 out = events.error(item)
             sent += len(out)
             if pacing is None:

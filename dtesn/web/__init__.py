@@ -9,6 +9,8 @@ from ..settings import Settings
 from ..streaming.bandwidth import load_policies
 from ..streaming.checkpoints import MemoryCheckpointStore
 from ..streaming.datasets import DatasetStore
+from ..streaming.fingerprints import FingerprintStore
+from .access import parse_keys, require_keys
 from .api import bp as api_bp
 from .api import health_bp
 from .datasets import bp as datasets_bp
@@ -36,7 +38,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     app.extensions["dtesn.policies"] = load_policies()
     app.extensions["dtesn.checkpoints"] = MemoryCheckpointStore(settings.checkpoint_ttl, settings.checkpoint_max_bytes)
+    app.extensions["dtesn.fingerprints"] = FingerprintStore()
     register_error_handlers(app)
+    require_keys(app, parse_keys(settings.api_keys))
     app.register_blueprint(health_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(streams_bp)

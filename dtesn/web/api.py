@@ -58,7 +58,8 @@ def process():
     """Process a whole (small) input and answer with every feature as one JSON document."""
     started = time.perf_counter()
     settings = current_app.config["DTESN_SETTINGS"]
-    parsed = parse_request(request, max_body_bytes=settings.max_body_bytes, datasets=current_app.extensions["dtesn.datasets"])
+    parsed = parse_request(request, max_body_bytes=settings.max_body_bytes, json_max_bytes=settings.json_max_bytes,
+                           body_timeout=settings.body_timeout, datasets=current_app.extensions["dtesn.datasets"])
     cap = settings.process_max_bytes
     too_large = APIError(
         413,

@@ -6,8 +6,9 @@ from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
 from ..streaming.datasets import DatasetNotFound, DatasetStore, StoreFull
 from ..streaming.source import InputTooLarge
+from .body import CheckedBody
 from .errors import APIError
-from .request_model import RAW_TYPES
+from .request_model import RAW_TYPES, refuse_encoded_body
 
 bp = Blueprint("datasets", __name__, url_prefix="/deep_tree_echo/datasets")
 
@@ -27,8 +28,10 @@ def upload():
         raise APIError(413, f"a dataset is at most {store.max_bytes} bytes", None)
     if size == 0 or (size is None and "chunked" not in request.headers.get("Transfer-Encoding", "").lower()):
         raise APIError(400, "the dataset is empty: send its bytes as the request body", None)
+    refuse_encoded_body(request)
+    body = CheckedBody(request.environ, current_app.config["DTESN_SETTINGS"].body_timeout)
     try:
-        dataset = store.create(request.environ["wsgi.input"], size)
+        dataset = store.create(body, size)
     except InputTooLarge:
         raise APIError(413, f"a dataset is at most {store.max_bytes} bytes", None) from None
     except StoreFull:

@@ -7,6 +7,9 @@ import logging
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from ..streaming.source import BodyError, BodyTimeout
+from .body import close_if_body_failed
+
 log = logging.getLogger("dtesn.web")
 
 
@@ -32,6 +35,16 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(APIError)
     def api_error(exc: APIError):
         return error_response(exc.status, exc.message, exc.field, exc.headers)
+
+    @app.errorhandler(BodyError)
+    def body_error(exc: BodyError):
+        return error_response(408 if isinstance(exc, BodyTimeout) else 400, str(exc), None)
+
+    @app.after_request
+    def close_after_a_failed_body(response):
+        environ = request.environ
+        response.call_on_close(lambda: close_if_body_failed(environ))
+        return response
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

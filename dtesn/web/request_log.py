@@ -15,6 +15,7 @@ from typing import Callable, Iterable, Iterator
 
 HEADER = "X-Request-ID"
 ENVIRON_KEY = "dtesn.request_id"
+CLIENT_CHOSE_KEY = "dtesn.request_id_from_client"
 _VALID_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
 log = logging.getLogger("dtesn.access")
@@ -23,6 +24,13 @@ log = logging.getLogger("dtesn.access")
 def new_request_id() -> str:
     """Random, URL-safe, 16 characters (at most 32 are accepted from clients)."""
     return secrets.token_urlsafe(12)
+
+
+def stream_id(environ: dict) -> str:
+    """The id a stream's events (and so its resumes) carry: always the server's own random one.
+    A client's X-Request-ID names its log lines only: reused by another client, it would
+    otherwise let that client's stream take over (or break) the first one's resume."""
+    return new_request_id() if environ.get(CLIENT_CHOSE_KEY) else environ[ENVIRON_KEY]
 
 
 def configure_access_log() -> None:
@@ -41,8 +49,10 @@ class RequestLog:
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         incoming = environ.get("HTTP_X_REQUEST_ID", "")
-        request_id = incoming if _VALID_ID.fullmatch(incoming) else new_request_id()
+        from_client = bool(_VALID_ID.fullmatch(incoming))
+        request_id = incoming if from_client else new_request_id()
         environ[ENVIRON_KEY] = request_id
+        environ[CLIENT_CHOSE_KEY] = from_client
         record = _Record(environ, request_id)
 
         def start(status: str, headers: list, exc_info=None):

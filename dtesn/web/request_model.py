@@ -8,6 +8,8 @@ Everything is validated before any work starts, and every refusal names its fiel
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -15,15 +17,19 @@ from flask import Request
 
 from ..engine import RANGES, ParameterError, ReservoirParams
 from ..streaming.datasets import DatasetNotFound, DatasetStore
-from ..streaming.source import BytesSource, InputSource, StreamSource
+from ..streaming.source import BytesSource, InputSource, InputTooLarge, StreamSource, read_all
+from .body import CheckedBody
 from .errors import APIError
 
 RAW_TYPES = ("application/octet-stream", "text/plain")
 JSON_TYPE = "application/json"
 #: Fields the original guide documented that change nothing here; accepted and ignored.
-IGNORED_FIELDS = frozenset({"include_intermediate", "output_format"})
+IGNORED_FIELDS = frozenset({"include_intermediate", "output_format",
+                            "access_token"})  # the API key, checked before (web/access.py)
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
+# ASCII digits only: int() and float() also take "٢٥٦" and "2_56" (both would be 256).
+_NUMBER = {int: re.compile(r"[+-]?[0-9]+"), float: re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")}
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,8 @@ class Field:
                     if text.lower() in _TRUE | _FALSE:
                         return text.lower() in _TRUE
                     raise ValueError
+                if self.kind in _NUMBER and not _NUMBER[self.kind].fullmatch(text):
+                    raise ValueError
                 return self.kind(text)
             except ValueError:
                 raise wrong from None
@@ -93,8 +101,8 @@ class ProcessingRequest:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-def parse_request(request: Request, extra: Sequence[Field] = (), *, max_body_bytes: int,
-                  datasets: DatasetStore | None = None) -> ProcessingRequest:
+def parse_request(request: Request, extra: Sequence[Field] = (), *, max_body_bytes: int, json_max_bytes: int,
+                  body_timeout: float, datasets: DatasetStore | None = None) -> ProcessingRequest:
     """Validate a request completely, before any work, into parameters and an input source."""
     declared = {f.name: f for f in (*COMMON_FIELDS, *extra)}
     raw_body: InputSource | None = None
@@ -104,13 +112,15 @@ def parse_request(request: Request, extra: Sequence[Field] = (), *, max_body_byt
     if request.method == "POST" and _has_body(request):
         if request.content_length is not None and request.content_length > max_body_bytes:
             raise APIError(413, f"request body exceeds the limit of {max_body_bytes} bytes", None)
+        refuse_encoded_body(request)
         mimetype = request.mimetype
+        body = CheckedBody(request.environ, body_timeout)
         if mimetype == JSON_TYPE:
-            body_values = _json_object(request)
+            body_values = _json_object(body, request.content_length, json_max_bytes)
         elif mimetype in RAW_TYPES:
             # The server's own input stream: StreamSource enforces the limit as it reads (werkzeug's
             # wrapper would raise its HTTP 413 in the middle of a stream instead).
-            raw_body = StreamSource(request.environ["wsgi.input"], request.content_length, max_body_bytes)
+            raw_body = StreamSource(body, request.content_length, max_body_bytes)
         else:
             raise APIError(
                 415,
@@ -191,8 +201,59 @@ def _has_body(request: Request) -> bool:
     return "chunked" in request.headers.get("Transfer-Encoding", "").lower()
 
 
-def _json_object(request: Request) -> dict[str, Any]:
-    data = request.get_json(silent=True)
+def refuse_encoded_body(request: Request) -> None:
+    """A compressed body (Content-Encoding) is refused, not computed on as if it were raw."""
+    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    if encoding not in ("", "identity"):
+        raise APIError(415, f"Content-Encoding {encoding!r} request bodies are not accepted: send the body "
+                            "uncompressed (compression is offered for responses, with Accept-Encoding)", None)
+
+
+def _json_object(body: CheckedBody, size: int | None, limit: int) -> dict[str, Any]:
+    """The JSON body as an object, read up to `limit` bytes (refused by Content-Length before
+    reading): a raw body or a dataset is the way for large inputs, read incrementally.
+
+    Duplicate keys, nesting the object model cannot use, and strings that are not valid
+    Unicode (lone surrogates) are refused by name instead of silently taking the last value
+    or failing later.
+    """
+    too_large = APIError(413, f"a JSON body is at most {limit} bytes: send large inputs as a raw body "
+                              f"({' or '.join(RAW_TYPES)}, fields in the query string) or upload a dataset", None)
+    if size is not None and size > limit:
+        raise too_large
+    try:
+        text = read_all(StreamSource(body, size, limit), limit)
+    except InputTooLarge:
+        raise too_large from None
+    try:
+        data = json.loads(text, object_pairs_hook=_unique_keys)
+    except RecursionError:
+        raise APIError(400, "the JSON body is nested too deeply: it must be one object of fields", None) from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        if isinstance(exc, _DuplicateKey):
+            raise APIError(400, f"{exc.key} is given more than once in the JSON body", exc.key) from None
+        raise APIError(400, "the body must be a JSON object (it is not valid JSON)", None) from None
     if not isinstance(data, dict):
         raise APIError(400, "the body must be a JSON object", None)
+    for key, value in data.items():
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise APIError(400, f"{key} is not valid Unicode text (it holds a lone surrogate escape)", key) from None
     return data
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen[key] = value
+    return seen

@@ -16,6 +16,7 @@ from ..streaming.payload import DTYPES, ENCODINGS
 from ..streaming.resume import AlreadyComplete, MalformedEventId, ResumeMismatch
 from ..streaming.stream import EventSet, StreamSpec, event_stream, resumed
 from .errors import APIError
+from .request_log import stream_id
 from .request_model import Field, ProcessingRequest, parse_request
 
 bp = Blueprint("streams", __name__, url_prefix="/deep_tree_echo")
@@ -120,7 +121,9 @@ def _codecs(text: str) -> tuple[str, ...]:
 
 
 def _parse(extra: tuple[Field, ...] = ()) -> ProcessingRequest:
-    return parse_request(request, (*extra, RESUME_FIELD), max_body_bytes=current_app.config["DTESN_SETTINGS"].max_body_bytes,
+    settings = current_app.config["DTESN_SETTINGS"]
+    return parse_request(request, (*extra, RESUME_FIELD), max_body_bytes=settings.max_body_bytes,
+                         json_max_bytes=settings.json_max_bytes, body_timeout=settings.body_timeout,
                          datasets=current_app.extensions["dtesn.datasets"])
 
 
@@ -129,7 +132,7 @@ def _spec(endpoint: str, parsed: ProcessingRequest, chunk_size: int, heartbeat_d
     settings = current_app.config["DTESN_SETTINGS"]
     return StreamSpec(
         endpoint=endpoint,
-        request_id=request.environ["dtesn.request_id"],
+        request_id=stream_id(request.environ),
         params=parsed.params,
         source=parsed.source,
         chunk_size=chunk_size,
@@ -155,7 +158,7 @@ def _stream(spec: StreamSpec, make_events: Callable[[StreamSpec], EventSet], hea
     store = current_app.extensions["dtesn.checkpoints"]
     try:
         if spec.resume_from:
-            spec = resumed(spec, store)
+            spec = resumed(spec, store, current_app.extensions["dtesn.fingerprints"])
     except (MalformedEventId, ResumeMismatch, AlreadyComplete) as exc:
         metrics.stream_closed()
         spec.source.close()
@@ -164,6 +167,7 @@ def _stream(spec: StreamSpec, make_events: Callable[[StreamSpec], EventSet], hea
         raise APIError(400 if isinstance(exc, MalformedEventId) else 409, str(exc), "last_event_id") from None
     events = make_events(spec)
     stream = event_stream(spec, events, checkpoints=store if settings.checkpoint_max_bytes else None,
+                          fingerprints=current_app.extensions["dtesn.fingerprints"],
                           pacing=events if paced else None, client_socket=request.environ.get("gunicorn.socket"),
                           on_computed=metrics.processed)
     return _sse(stream, metrics, headers)

@@ -53,7 +53,7 @@ class Server:
             try:
                 if requests.get(self.url + "/health", timeout=1).status_code == 200:
                     return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or booting slowly
                 pass
             time.sleep(0.05)
         self.stop()

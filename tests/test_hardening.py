@@ -1,0 +1,167 @@
+"""Clients that misbehave and bodies that lie: a clear 4xx before the stream, or a clear error
+event in it; nothing partial stored or served; the server keeps answering."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+import requests
+
+from tests.support.raw_http import post_head, raw_request, status_and_json
+from tests.support.sse import parse
+
+
+@pytest.fixture(scope="module")
+def strict(start_server, tmp_path_factory):
+    """A server with a 1 s body timeout and a dataset directory of its own."""
+    directory = tmp_path_factory.mktemp("datasets")
+    srv = start_server(DTESN_BODY_TIMEOUT="1", DTESN_DATASET_DIR=str(directory))
+    srv.dataset_dir = directory
+    return srv
+
+
+def stored(srv) -> list[str]:
+    return sorted(p.name for p in srv.dataset_dir.iterdir())
+
+
+@pytest.mark.parametrize("path", ["/deep_tree_echo/datasets", "/deep_tree_echo/process"])
+def test_a_body_shorter_than_its_content_length_is_a_400_and_nothing_is_stored(strict, path):
+    before = stored(strict)
+    reply = raw_request(strict.port, post_head(path, Content_Length="100000"), b"a" * 5000)
+    status, body = status_and_json(reply)
+    assert status == 400 and "ended after 5000 of its 100000 bytes" in body["error"]
+    assert stored(strict) == before
+
+
+@pytest.mark.parametrize("chunks, message", [
+    (b"5\r\nhello\r\n", "without its last"),  # no terminating chunk, then a half-close
+    (b"zz\r\nhello\r\n0\r\n\r\n", "malformed chunked"),
+    (b"5;\x01=\r\nhello\r\n0\r\n\r\n", "malformed chunked"),
+    (b"3\r\nhello\r\n0\r\n\r\n", "malformed chunked"),  # the size does not match the data
+])
+@pytest.mark.parametrize("path", ["/deep_tree_echo/datasets", "/deep_tree_echo/process"])
+def test_a_broken_chunked_body_is_a_400_and_nothing_is_stored(strict, path, chunks, message):
+    before = stored(strict)
+    status, body = status_and_json(raw_request(strict.port, post_head(path, Transfer_Encoding="chunked"), chunks))
+    assert status == 400 and message in body["error"]
+    assert stored(strict) == before
+
+
+def test_a_stream_whose_body_is_cut_short_ends_with_a_fatal_error_and_no_completion(strict):
+    reply = raw_request(strict.port, post_head("/deep_tree_echo/stream_chunks", Content_Length="100000"), b"a" * 5000)
+    events = list(parse([reply.partition(b"\r\n\r\n")[2]]))
+    kinds = [ev.type for ev in events if ev.data.startswith("{")]
+    assert "completion" not in kinds
+    error = [ev for ev in events if ev.data.startswith("{") and ev.type == "error"][-1]
+    assert error.json["recoverable"] is False and "ended after 5000" in error.json["error"]
+
+
+def test_a_stalled_body_gets_a_408_and_frees_its_connection(strict):
+    started = time.monotonic()
+    reply = raw_request(strict.port, post_head("/deep_tree_echo/datasets", Content_Length="1000000"), b"ab",
+                        half_close=False)
+    status, body = status_and_json(reply)
+    assert status == 408 and "no byte for 1 s" in body["error"]
+    assert time.monotonic() - started < 5, "the connection stayed open after the answer"
+    assert stored(strict) == []
+
+
+def test_a_stream_whose_body_stalls_gets_a_recoverable_error_it_can_resume_from(strict):
+    with socket.create_connection(("127.0.0.1", strict.port)) as conn:
+        head = post_head("/deep_tree_echo/stream_chunks?chunk_size=1024", Content_Length="1000000")
+        conn.sendall(head.encode() + b"\r\n\r\n" + bytes(range(256)) * 40)
+        conn.settimeout(10)
+        out = b""
+        while b'"type":"error"' not in out:
+            data = conn.recv(65536)
+            assert data, out[-500:]
+            out += data
+    *before, error = [ev for ev in parse([out.partition(b"\r\n\r\n")[2] + b"\n\n"]) if ev.data.startswith("{")]
+    assert error.json["type"] == "error" and error.json["recoverable"] is True
+    last_id = [ev.id for ev in before if ev.id][-1]  # resume after what the client has: nothing is lost
+    assert error.json["resume_from"] == error.id == last_id
+    assert error.retry == error.json["retry_after_ms"] > 0
+
+
+def test_health_answers_while_300_bodies_stall(strict):
+    sockets = []
+    try:
+        for _ in range(300):
+            s = socket.create_connection(("127.0.0.1", strict.port))
+            s.sendall((post_head("/deep_tree_echo/process", Content_Length="1000000") + "\r\n\r\nab").encode())
+            sockets.append(s)
+        for _ in range(5):
+            started = time.monotonic()
+            assert requests.get(strict.url + "/health", timeout=5).status_code == 200
+            assert time.monotonic() - started < 1
+            time.sleep(0.3)
+        time.sleep(1.5)  # past the body timeout: every stalled upload has been answered and closed
+        answered = 0
+        for s in sockets:
+            s.settimeout(2)
+            answered += s.recv(100).startswith(b"HTTP/1.1 408")
+        assert answered == 300
+    finally:
+        for s in sockets:
+            s.close()
+
+
+@pytest.mark.parametrize("body, field", [
+    (b'{"input_data": "x", "esn_size": 256, "esn_size": 512}', "esn_size"),
+    (b'{"input_data": "\\ud800"}', "input_data"),
+    (b'{"input_data": ' + b"[" * 2000 + b"]" * 2000 + b"}", None),
+    (b"[" * 100000 + b"]" * 100000, None),
+])
+def test_bad_json_is_a_400_that_names_what_is_wrong(strict, body, field):
+    for path in ("/deep_tree_echo/process", "/deep_tree_echo/stream_chunks"):
+        r = requests.post(strict.url + path, data=body, headers={"Content-Type": "application/json"}, timeout=10)
+        assert r.status_code == 400, (path, r.text)
+        assert r.json()["field"] == field
+
+
+@pytest.mark.parametrize("value", ["٢٥٦", "2_56", " 256x", "0x100"])
+def test_numbers_in_the_query_are_ascii_digits(strict, value):
+    r = requests.get(strict.url + "/deep_tree_echo/stream_chunks", params={"input_data": "x", "esn_size": value},
+                     timeout=10)
+    assert r.status_code == 400 and r.json()["field"] == "esn_size"
+
+
+def test_a_compressed_request_body_is_refused(strict):
+    for path in ("/deep_tree_echo/process", "/deep_tree_echo/datasets", "/deep_tree_echo/stream_chunks"):
+        r = requests.post(strict.url + path, data=b"\x1f\x8b\x08\x00", timeout=10,
+                          headers={"Content-Type": "application/octet-stream", "Content-Encoding": "gzip"})
+        assert r.status_code == 415 and "Content-Encoding" in r.json()["error"]
+
+
+def test_a_json_body_over_its_limit_is_refused_by_content_length_before_it_is_read(strict):
+    reply = raw_request(strict.port, post_head("/deep_tree_echo/process", "application/json",
+                                               Content_Length=str(100 * 1024 * 1024)), b'{"input_data": "', timeout=5)
+    status, body = status_and_json(reply)
+    assert status == 413 and "raw body" in body["error"]
+
+
+def test_the_server_still_streams_after_all_of_the_above(strict):
+    r = requests.post(strict.url + "/deep_tree_echo/stream_chunks", data=b"fine", timeout=10,
+                      headers={"Content-Type": "text/plain"})
+    assert r.status_code == 200 and '"type":"completion"' in r.text
+    assert threading.active_count() >= 1
+
+
+def test_api_keys_guard_every_kit_route_and_never_reach_the_log(start_server):
+    srv = start_server(DTESN_API_KEYS="first-key-123, second-key-456")
+    stream = srv.url + "/deep_tree_echo/stream_chunks"
+    refused = requests.get(stream, params={"input_data": "x"}, timeout=10)
+    assert refused.status_code == 401 and refused.headers["Content-Type"] == "application/json"
+    assert refused.headers["WWW-Authenticate"].startswith("Bearer")
+    assert requests.get(stream, params={"input_data": "x"}, headers={"Authorization": "Bearer wrong"},
+                        timeout=10).status_code == 401
+    with_header = requests.get(stream, params={"input_data": "x"}, timeout=10,
+                               headers={"Authorization": "Bearer second-key-456"})
+    assert with_header.status_code == 200 and '"type":"completion"' in with_header.text
+    with_query = requests.get(stream, params={"input_data": "x", "access_token": "first-key-123"}, timeout=10)
+    assert with_query.status_code == 200 and '"type":"completion"' in with_query.text
+    assert requests.get(srv.url + "/health", timeout=10).status_code == 200
+    assert "first-key-123" not in srv.log() and "second-key-456" not in srv.log()
