@@ -35,6 +35,7 @@ class Settings:
     process_max_bytes: int
     body_timeout: float
     json_max_bytes: int
+    send_timeout: float
     cache_size: int
     compute_threads: int
     heartbeat_interval: float
@@ -60,6 +61,7 @@ class Settings:
         _at_least("process_max_bytes", self.process_max_bytes, 1)
         _at_least("body_timeout", self.body_timeout, 0)
         _at_least("json_max_bytes", self.json_max_bytes, 1)
+        _at_least("send_timeout", self.send_timeout, 0)
         _at_least("cache_size", self.cache_size, 1)
         _at_least("compute_threads", self.compute_threads, 1)
         _at_least("heartbeat_interval", self.heartbeat_interval, 0)

@@ -165,3 +165,52 @@ def test_api_keys_guard_every_kit_route_and_never_reach_the_log(start_server):
     assert with_query.status_code == 200 and '"type":"completion"' in with_query.text
     assert requests.get(srv.url + "/health", timeout=10).status_code == 200
     assert "first-key-123" not in srv.log() and "second-key-456" not in srv.log()
+
+
+def test_frozen_readers_lose_their_streams_and_free_their_slots(start_server):
+    """Three clients that never read hold every slot of a worker limited to three streams;
+    the send timeout (1 s) closes them, and a new stream is served again."""
+    srv = start_server(DTESN_SEND_TIMEOUT="1", DTESN_MAX_STREAMS="3")
+    heavy = "/deep_tree_echo/stream_chunks?esn_size=4096&membrane_depth=8&frame_size=1&chunk_size=8192"
+    frozen = []
+    try:
+        for _ in range(3):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(("127.0.0.1", srv.port))
+            s.sendall((post_head(heavy, Content_Length=str(1 << 18)) + "\r\n\r\n").encode() + bytes(1 << 18))
+            frozen.append(s)
+        time.sleep(0.5)
+        assert requests.get(srv.url + "/deep_tree_echo/stream_chunks", params={"input_data": "x"},
+                            timeout=10).status_code == 503
+        deadline = time.monotonic() + 15
+        while requests.get(srv.url + "/deep_tree_echo/status", timeout=5).json()["active_streams"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert requests.get(srv.url + "/deep_tree_echo/status", timeout=5).json()["active_streams"] == 0
+        r = requests.get(srv.url + "/deep_tree_echo/stream_chunks", params={"input_data": "x"}, timeout=10)
+        assert r.status_code == 200 and '"type":"completion"' in r.text
+    finally:
+        for s in frozen:
+            s.close()
+    assert "Traceback" not in srv.log(), srv.log()[-4000:]
+
+
+def test_dropped_streams_write_one_log_line_each_and_no_traceback(start_server):
+    srv = start_server()
+    body = bytes(range(256)) * 4096
+    for i in range(12):
+        c = socket.create_connection(("127.0.0.1", srv.port))
+        c.sendall((post_head("/deep_tree_echo/stream_chunks?esn_size=1024&frame_size=4",
+                             Content_Length=str(len(body))) + "\r\n\r\n").encode())
+        c.sendall(body[: (i % 2) * 500_000 + 1000])  # gone mid-upload, or after more of it
+        c.recv(1000)
+        if i % 3 == 0:  # some leave with a reset
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        c.close()
+    deadline = time.monotonic() + 10
+    while requests.get(srv.url + "/deep_tree_echo/status", timeout=5).json()["active_streams"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    log = srv.log()
+    assert "Traceback" not in log
+    assert log.count("path=/deep_tree_echo/stream_chunks") == 12

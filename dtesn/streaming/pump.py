@@ -285,7 +285,9 @@ class Pump:
 
     def _collect(self, job: _Job) -> None:
         """Wait for a batch, count it, checkpoint it, and queue its events for the writer."""
-        batch: Batch = job.result.get()
+        batch: Batch | None = job.result.get()
+        if batch is None:
+            raise Cancelled
         rates.record(self.params, batch.steps, batch.compute_s)
         self._chunks += len(batch.chunks)
         self._bytes += batch.nbytes
@@ -371,7 +373,7 @@ class Pump:
         return rate is not None and steps / rate <= INLINE_SECONDS and steps * self.params.membranes <= INLINE_VALUES
 
     def _compute_batch(self, s: Session, pieces: list[memoryview], final: bool, index: int, offset: int,
-                       after: tuple | None, ends: tuple) -> Batch:
+                       after: tuple | None, ends: tuple) -> Batch | None:
         """Compute, then encode, consecutive chunks, the first of them chunk `index` at input
         `offset` (in a pool thread unless they are tiny).
 
@@ -396,6 +398,8 @@ class Pump:
                 self._wait_for(after[1])
             shown = [done for done in batch.chunks if done.index > self._silent_through]
             return replace(batch, events=self.render(shown) if shown else b"")
+        except Cancelled:  # returned, not raised: a pool thread's exception is printed as a traceback
+            return None
         finally:
             encoded.release()
 

@@ -14,6 +14,7 @@ from ..streaming.large_dataset_events import LargeDatasetEvents, PayloadOptions,
 from ..streaming.optimized_events import OptimizedEvents, OptimizedOptions
 from ..streaming.payload import DTYPES, ENCODINGS
 from ..streaming.resume import AlreadyComplete, MalformedEventId, ResumeMismatch
+from ..streaming.send_guard import guard_sends
 from ..streaming.stream import EventSet, StreamSpec, event_stream, resumed
 from .errors import APIError
 from .request_log import stream_id
@@ -180,6 +181,7 @@ def _sse(events: Iterator[bytes], metrics, headers: dict | None = None) -> Respo
     if encoding:
         events = transport.encode(events, encoding)
         headers["Content-Encoding"] = encoding
+    events = guard_sends(events, request.environ.get("gunicorn.socket"), current_app.config["DTESN_SETTINGS"].send_timeout)
     return Response(_Counted(events, metrics), content_type="text/event-stream; charset=utf-8", headers=headers)
 
 
