@@ -166,13 +166,16 @@ def test_the_checkpoint_store_keeps_few_per_stream_expires_them_and_stays_under_
     assert store.latest("a", 0) is None and store.latest("e", 0) is not None
 
 
-def test_sigterm_ends_open_streams_with_a_recoverable_error_and_resuming_works(start_server, server, whole):
-    """A deploy: the worker gets SIGTERM mid-stream; the stream resumes on another server."""
+def test_sigterm_ends_open_streams_with_a_recoverable_error_and_resuming_works(start_server, server):
+    """A deploy: the worker gets SIGTERM mid-stream; the stream resumes on another server.
+    The input is long enough (about 3 s of compute) that SIGTERM lands while it computes."""
     import signal
 
-    digests, final, total = whole["stream_chunks"]
+    body = BODY * 8
+    whole = list(events(post(url(server, "stream_chunks"), body=body)))
+    digests, final = chunks_of(whole), whole[-1].json["final_digest"]
     doomed = start_server()
-    response = post(url(doomed, "stream_chunks"))
+    response = post(url(doomed, "stream_chunks"), body=body)
     got = []
     for ev in events(response):
         got.append(ev)
@@ -189,7 +192,7 @@ def test_sigterm_ends_open_streams_with_a_recoverable_error_and_resuming_works(s
     assert error.id == error.json["resume_from"] == last_chunk.id
     resume_from = error.json["resume_from"]
     assert resume_from.startswith(got[0].json["request_id"] + ":")
-    after = list(events(post(url(server, "stream_chunks"), headers={"Last-Event-ID": resume_from})))
+    after = list(events(post(url(server, "stream_chunks"), body=body, headers={"Last-Event-ID": resume_from})))
     assert after[-1].json["final_digest"] == final
     assert {**chunks_of(got), **chunks_of(after)} == digests
     assert not set(chunks_of(got)) & set(chunks_of(after))
