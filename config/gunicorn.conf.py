@@ -11,10 +11,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from dtesn.settings import Settings, SettingsError  # noqa: E402
 from dtesn.streaming.bandwidth import PolicyError, load_policies  # noqa: E402
+from dtesn.streaming.datasets import StoreUnavailable, usable_directory  # noqa: E402
 
 try:
     _settings = Settings.load()
     load_policies()
+    usable_directory(_settings.dataset_path)
+except StoreUnavailable as exc:
+    sys.exit(f"dtesn-stream: invalid configuration: dataset_dir {_settings.dataset_path}: {exc} (env DTESN_DATASET_DIR)")
 except (SettingsError, PolicyError) as exc:
     sys.exit(f"dtesn-stream: invalid configuration: {exc}")
 

@@ -24,7 +24,7 @@ def strict(start_server, tmp_path_factory):
 
 
 def stored(srv) -> list[str]:
-    return sorted(p.name for p in srv.dataset_dir.iterdir())
+    return sorted(p.name for p in srv.dataset_dir.iterdir() if p.name != ".lock")
 
 
 @pytest.mark.parametrize("path", ["/deep_tree_echo/datasets", "/deep_tree_echo/process"])
@@ -214,3 +214,82 @@ def test_dropped_streams_write_one_log_line_each_and_no_traceback(start_server):
     log = srv.log()
     assert "Traceback" not in log
     assert log.count("path=/deep_tree_echo/stream_chunks") == 12
+
+
+def upload(srv, data, **headers):
+    return requests.post(srv.url + "/deep_tree_echo/datasets", data=data, timeout=30,
+                         headers={"Content-Type": "application/octet-stream", **headers})
+
+
+def test_the_dataset_store_cap_holds_under_concurrent_uploads(start_server, tmp_path):
+    """Six 4 MB uploads at once into a 10 MB store: at most two are stored (before: all six)."""
+    srv = start_server(DTESN_DATASET_DIR=str(tmp_path), DTESN_DATASET_STORE_MAX_BYTES=str(10 << 20), WEB_CONCURRENCY="2")
+    body = bytes(range(256)) * (4 << 12)  # 4 MiB
+    results: list[int] = []
+
+    def send(chunked: bool) -> None:
+        data = iter([body[i : i + (1 << 20)] for i in range(0, len(body), 1 << 20)]) if chunked else body
+        results.append(upload(srv, data).status_code)
+
+    threads = [threading.Thread(target=send, args=(i % 2 == 0,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(set(results)) <= [201, 507] and 1 <= results.count(201) <= 2
+    stored_bytes = sum(p.stat().st_size for p in tmp_path.iterdir() if not p.name.startswith(".") and "." not in p.name)
+    assert stored_bytes <= 10 << 20
+    assert [p.name for p in tmp_path.glob(".*")] == [".lock"]
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 1 MiB tmpfs (root only): a disk that fills up, and can be made read-only."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    import subprocess
+
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("needs root to mount a small tmpfs")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_is_a_507_a_read_only_one_a_503_and_nothing_stays(start_server, tiny_disk):
+    import subprocess
+
+    srv = start_server(DTESN_DATASET_DIR=str(tiny_disk))
+    full = upload(srv, bytes(3 << 20))
+    assert full.status_code == 507 and full.json()["error"]
+    assert [p.name for p in tiny_disk.iterdir()] == [".lock"]
+    assert upload(srv, b"fits").status_code == 201, "a failed upload broke later ones"
+    subprocess.run(["mount", "-o", "remount,ro", str(tiny_disk)], check=True)
+    read_only = upload(srv, b"anything")
+    assert read_only.status_code == 503 and "cannot be written" in read_only.json()["error"]
+    assert read_only.headers["Retry-After"]
+
+
+def test_leftovers_of_a_killed_worker_are_swept_at_start(start_server, tmp_path):
+    dead_pid = 2**22 + 17  # above Linux's pid_max default: never alive
+    leftovers = [tmp_path / f".{'a' * 32}.{dead_pid}.part", tmp_path / f".{'b' * 32}.{dead_pid}.reserve"]
+    for path in leftovers:
+        path.write_bytes(b"123")
+    start_server(DTESN_DATASET_DIR=str(tmp_path))
+    assert not any(path.exists() for path in leftovers)
+
+
+def test_a_dataset_directory_that_cannot_be_made_stops_start_up_with_one_line(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([str(Path(sys.executable).parent / "gunicorn"), "-c", "config/gunicorn.conf.py", "app:app"],
+                          cwd=root, capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin", "DTESN_DATASET_DIR": str(blocker / "datasets"),
+                               "DTESN_BIND": "127.0.0.1:0"})
+    assert done.returncode != 0
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert lines == [lines[-1]] and "DTESN_DATASET_DIR" in lines[-1] and "Traceback" not in done.stderr

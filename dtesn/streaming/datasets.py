@@ -4,24 +4,39 @@ A dataset is two files in one directory: `<id>` (the bytes) and `<id>.json` (siz
 expiry), both written under temporary names and renamed into place, so that every worker of
 an instance (they share the directory) sees a dataset whole or not at all. Ids are 32
 URL-safe characters from `secrets`: a dataset id is its own access token.
+
+The store's byte cap holds under any concurrency, across the workers that share the
+directory: an upload reserves its space before writing (its Content-Length, or for a chunked
+body RESERVE_STEP at a time as it grows), under an exclusive lock on the directory's `.lock`
+file, against the datasets stored plus every live reservation. Before, six concurrent 4 MB
+uploads into a 10 MB store all succeeded. A reservation and a partial file carry their
+worker's pid, so what a killed worker left behind is swept when a store opens.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import json
 import os
 import re
 import secrets
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Iterator
 
 from .source import InputTooLarge
 
 _ID = re.compile(r"[A-Za-z0-9_-]{32}")
 _PIECE = 1 << 20
+#: A chunked upload reserves store space this much at a time as it grows.
+RESERVE_STEP = 8 << 20
+#: Leftovers of a live worker's upload: `.<id>.<pid>.part` (bytes) and `.<id>.<pid>.reserve`.
+_LEFTOVER = re.compile(r"\.([A-Za-z0-9_-]{32})\.([0-9]+)\.(part|reserve)")
+_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 #: Expired datasets are looked for at most this often (each look lists the directory).
 PURGE_EVERY_S = 60.0
 
@@ -31,7 +46,11 @@ class DatasetNotFound(KeyError):
 
 
 class StoreFull(Exception):
-    """The directory holds its byte limit already."""
+    """The store's byte cap, or the disk, has no room for this upload (HTTP 507)."""
+
+
+class StoreUnavailable(Exception):
+    """The directory cannot be written (read-only, permissions, I/O errors): HTTP 503."""
 
 
 @dataclass(frozen=True)
@@ -69,34 +88,78 @@ class DatasetStore:
         self.ttl_s = ttl_s
         self._clock = clock
         self._purged_at = float("-inf")
-        directory.mkdir(parents=True, exist_ok=True)
+        usable_directory(directory)
+        self.sweep()
 
     def create(self, stream: BinaryIO, size: int | None) -> Dataset:
         """Copy a body to disk, hashing it on the way; never holds more than a piece in memory.
 
-        Raises InputTooLarge past `max_bytes`, StoreFull when the directory is at its limit.
+        Raises InputTooLarge past `max_bytes`, StoreFull when the cap or the disk has no room,
+        StoreUnavailable when the directory cannot be written; the body's own errors
+        (source.BodyError) pass through. Whatever fails, nothing of the upload stays.
         """
         self.purge()
-        if self.total_bytes() + (size or 0) > self.max_total_bytes:
-            raise StoreFull
         dataset_id = secrets.token_urlsafe(24)
-        partial = self.directory / f".{dataset_id}.part"
+        stem = f".{dataset_id}.{os.getpid()}"
+        partial, reservation = self.directory / f"{stem}.part", self.directory / f"{stem}.reserve"
         digest, written = hashlib.sha256(), 0
         try:
-            with partial.open("wb") as out:
+            reserved = self._reserve(reservation, 0, size if size is not None else RESERVE_STEP)
+            with _disk_errors():
+                out = partial.open("wb", buffering=0)  # unbuffered: closing flushes nothing that could fail
+            with out:
                 while piece := stream.read(_PIECE if size is None else min(_PIECE, size - written)):
-                    written += len(piece)
+                    written += len(piece)  # the body's own errors (client gone, BodyError) pass through
                     if written > self.max_bytes:
                         raise InputTooLarge(self.max_bytes)
+                    if written > reserved:
+                        reserved = self._reserve(reservation, reserved, max(written, reserved + RESERVE_STEP))
                     digest.update(piece)
-                    out.write(piece)
+                    with _disk_errors():
+                        out.write(piece)
             now = self._clock()
             dataset = Dataset(dataset_id, written, digest.hexdigest(), now, now + self.ttl_s)
-            partial.rename(self.directory / dataset_id)
-            _write_atomically(self.directory / f"{dataset_id}.json", json.dumps(asdict(dataset)))
+            with _disk_errors():
+                partial.rename(self.directory / dataset_id)
+                try:
+                    _write_atomically(self.directory / f"{dataset_id}.json", json.dumps(asdict(dataset)))
+                except BaseException:
+                    _discard(self.directory / dataset_id)
+                    raise
         finally:
-            partial.unlink(missing_ok=True)
+            _discard(partial)
+            _discard(reservation)
         return dataset
+
+    def _reserve(self, reservation: Path, held: int, wanted: int) -> int:
+        """Grow this upload's reservation from `held` to `wanted` bytes, or raise StoreFull."""
+        with _disk_errors(), self._locked():
+            if self.total_bytes() - held + wanted > self.max_total_bytes:
+                raise StoreFull
+            _write_atomically(reservation, str(wanted))
+        return wanted
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        with open(self.directory / ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def sweep(self) -> int:
+        """Remove what killed workers left: partial files and reservations of dead pids, and a
+        dataset's bytes whose description never got written. How many files went."""
+        removed = 0
+        for path in self.directory.iterdir():
+            match = _LEFTOVER.fullmatch(path.name)
+            orphan = _ID.fullmatch(path.name) and not path.with_name(f"{path.name}.json").exists()
+            temporary = not match and path.name.startswith(".") and path.name.endswith(".part")
+            if (match and not _alive(int(match.group(2)))) or ((orphan or temporary) and _older_than(path, 60.0)):
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
 
     def get(self, dataset_id: str) -> Dataset:
         if not _ID.fullmatch(dataset_id):
@@ -122,7 +185,17 @@ class DatasetStore:
         self._remove(dataset_id)
 
     def total_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.directory.iterdir() if _ID.fullmatch(p.name))
+        """Bytes held: stored datasets plus the reservations of uploads under way."""
+        total = 0
+        for path in self.directory.iterdir():
+            try:
+                if _ID.fullmatch(path.name):
+                    total += path.stat().st_size
+                elif path.name.endswith(".reserve") and _LEFTOVER.fullmatch(path.name):
+                    total += int(path.read_text() or 0)
+            except (OSError, ValueError):  # gone meanwhile, or being rewritten
+                continue
+        return total
 
     def purge(self, force: bool = False) -> int:
         """Remove expired datasets (at most every PURGE_EVERY_S unless forced); how many."""
@@ -144,6 +217,52 @@ class DatasetStore:
     def _remove(self, dataset_id: str) -> None:
         (self.directory / f"{dataset_id}.json").unlink(missing_ok=True)
         (self.directory / dataset_id).unlink(missing_ok=True)
+
+
+def usable_directory(directory: Path) -> None:
+    """Create the directory if need be and check it takes a file; StoreUnavailable otherwise
+    (start-up turns it into one line naming DTESN_DATASET_DIR)."""
+    with _disk_errors():
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".probe.{os.getpid()}.part"
+        probe.write_bytes(b"")
+        probe.unlink()
+
+
+@contextmanager
+def _disk_errors() -> Iterator[None]:
+    """The disk's refusals as the store's: no space is StoreFull, the rest StoreUnavailable."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in _FULL_ERRNOS:
+            raise StoreFull from None
+        raise StoreUnavailable(f"the dataset directory cannot be written ({exc.strerror or exc})") from None
+
+
+def _discard(path: Path) -> None:
+    """Cleanup that must not hide the error being handled (a read-only disk refuses it too)."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _older_than(path: Path, seconds: float) -> bool:
+    try:
+        return time.time() - path.stat().st_mtime > seconds
+    except OSError:
+        return False
 
 
 def _write_atomically(path: Path, text: str) -> None:

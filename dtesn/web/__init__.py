@@ -5,10 +5,10 @@ from __future__ import annotations
 from flask import Flask
 
 from ..engine import weight_cache
-from ..settings import Settings
+from ..settings import Settings, SettingsError
 from ..streaming.bandwidth import load_policies
 from ..streaming.checkpoints import MemoryCheckpointStore
-from ..streaming.datasets import DatasetStore
+from ..streaming.datasets import DatasetStore, StoreUnavailable
 from ..streaming.fingerprints import FingerprintStore
 from .access import parse_keys, require_keys
 from .api import bp as api_bp
@@ -33,9 +33,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     weight_cache.maxsize = settings.cache_size
     metrics = Metrics()
     app.extensions["dtesn.metrics"] = metrics
-    app.extensions["dtesn.datasets"] = DatasetStore(
-        settings.dataset_path, settings.dataset_max_bytes, settings.dataset_store_max_bytes, settings.dataset_ttl
-    )
+    try:
+        app.extensions["dtesn.datasets"] = DatasetStore(
+            settings.dataset_path, settings.dataset_max_bytes, settings.dataset_store_max_bytes, settings.dataset_ttl
+        )
+    except StoreUnavailable as exc:
+        raise SettingsError(f"dataset_dir {settings.dataset_path}: {exc} (env DTESN_DATASET_DIR)") from None
     app.extensions["dtesn.policies"] = load_policies()
     app.extensions["dtesn.checkpoints"] = MemoryCheckpointStore(settings.checkpoint_ttl, settings.checkpoint_max_bytes)
     app.extensions["dtesn.fingerprints"] = FingerprintStore()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
-from ..streaming.datasets import DatasetNotFound, DatasetStore, StoreFull
+from ..streaming.datasets import DatasetNotFound, DatasetStore, StoreFull, StoreUnavailable
 from ..streaming.source import InputTooLarge
 from .body import CheckedBody
 from .errors import APIError
@@ -37,6 +37,8 @@ def upload():
     except StoreFull:
         raise APIError(507, "the dataset store is full: delete datasets or try later", None,
                        {"Retry-After": "60"}) from None
+    except StoreUnavailable as exc:
+        raise APIError(503, f"datasets cannot be stored right now: {exc}", None, {"Retry-After": "60"}) from None
     if dataset.bytes == 0:
         store.delete(dataset.dataset_id)
         raise APIError(400, "the dataset is empty: send its bytes as the request body", None)
