@@ -26,7 +26,7 @@ from typing import Callable, Iterator, NamedTuple
 import gevent
 import numpy as np
 from gevent import monkey
-from gevent.queue import Empty, Queue
+from gevent.queue import Empty, Full, Queue
 
 from ..engine import ChunkResult, ReservoirParams, Session, Snapshot, session, weight_cache
 from . import rates
@@ -127,7 +127,12 @@ class Interrupted:
     progress: Progress
 
 
-Item = Batch | Heartbeat | Finished | Failed | Interrupted
+class Probe:
+    """Write anything (an SSE comment): is the client that sent end-of-file still reading?"""
+
+
+PROBE = Probe()
+Item = Batch | Heartbeat | Finished | Failed | Interrupted | Probe
 CheckpointSink = Callable[[int, int, str, Snapshot], None]  # (chunk index, input offset, input sha256, state)
 _CANCEL = object()
 #: Real locks even when threading is patched: pool threads wait on them.
@@ -186,6 +191,8 @@ class Pump:
         `heartbeat_interval()` is asked before each wait (None: no heartbeats), so a stream
         can change it as it goes."""
         self._producer = gevent.spawn(self._produce)
+        if self.client_socket is not None:
+            self._watcher = watch_for_close(self.client_socket, self._probe)
         last_write = time.monotonic()
         unswitched = 0  # consecutive writes whose item was ready: no hub switch happened
         try:
@@ -266,7 +273,6 @@ class Pump:
                 pieces, input_sha256 = self._read_batch()
             if running is not None:
                 self._collect(running)
-            self._input_finished()
             duration = time.monotonic() - self._started
             self._queue.put(Finished(self._chunks, self._bytes, self._steps, duration, engine_session.digest(),
                                      self._bytes - self._first_byte))
@@ -317,8 +323,6 @@ class Pump:
             self._buffer = self._read(want + 1 - len(self._buffer), self._buffer)
         read = memoryview(self._buffer)  # views, not copies: the hub holds the GIL while it copies
         batch, self._buffer = read[:want], bytes(read[want:])
-        if self._input_done():
-            self._input_finished()
         pieces = [batch[i : i + self.chunk_size] for i in range(0, len(batch), self.chunk_size)]
         if self._input_hash is None:
             return pieces, ""
@@ -340,16 +344,13 @@ class Pump:
             n -= len(block)
         return b"".join(parts)
 
-    def _input_finished(self) -> None:
-        """Input is read to its end: from now on the socket carries nothing but a close."""
-        if self._watcher is None and self.client_socket is not None:
-            self._watcher = watch_for_close(self.client_socket, self._cancel_from_watcher)
-
-    def _cancel_from_watcher(self) -> None:
-        self._cancel.set()
-        if self._producer is not None:
-            self._producer.kill(block=False)
-        self._put_cancel()
+    def _probe(self) -> None:
+        """Have the writer write something now (see disconnect.py); a full queue means writes
+        are under way anyway."""
+        try:
+            self._queue.put_nowait(PROBE)
+        except Full:
+            pass
 
     def _cancel_from_producer(self) -> None:
         self._cancel.set()

@@ -16,7 +16,7 @@ from ..engine import ReservoirParams, Snapshot
 from . import shutdown, sse
 from .checkpoints import CheckpointStore
 from .fingerprints import FingerprintStore, Fingerprinting, verified
-from .pump import Batch, ChunkDone, Failed, Finished, Heartbeat, Interrupted, Progress, Pump
+from .pump import Batch, ChunkDone, Failed, Finished, Heartbeat, Interrupted, Probe, Progress, Pump
 from .resume import AlreadyComplete, Checkpoint, EventId, Resume, ResumeMismatch, chunk_id, skip_verified
 from .source import InputSource
 
@@ -172,6 +172,8 @@ def event_stream(
                 last_id = chunk_id(spec.request_id, item.chunks[-1].index)
             elif isinstance(item, Heartbeat):
                 out = events.heartbeat(item.progress)
+            elif isinstance(item, Probe):
+                out = sse.comment()
             elif isinstance(item, Finished):
                 out = events.completion(item, sent)
             elif isinstance(item, Interrupted):
