@@ -327,3 +327,28 @@ def test_two_hundred_streams_dropped_at_once_are_gone_promptly(start_server):
     while (now := requests.get(status, timeout=5).json())["active_streams"] or now["compute_tasks"]:
         assert time.monotonic() - left < 1.5, {k: now[k] for k in ("active_streams", "compute_tasks")}
         time.sleep(0.02)
+
+
+@pytest.mark.parametrize("endpoint", ["stream_process", "stream_chunks", "stream_large_dataset", "stream_optimized"])
+def test_a_half_duplex_client_sending_100_mb_before_reading_gets_its_whole_stream(server, endpoint):
+    """http.client sends the whole body, then reads: before, output that outgrew the socket
+    buffers deadlocked both sides (stream_chunks at 8 MB of body)."""
+    import http.client
+
+    size = 100 * 1024 * 1024
+    piece = bytes(range(256)) * 4096
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
+    conn.putrequest("POST", f"/deep_tree_echo/{endpoint}?esn_size=32&membrane_depth=1&frame_size=64")
+    conn.putheader("Content-Type", "application/octet-stream")
+    conn.putheader("Content-Length", str(size))
+    conn.putheader("Accept-Encoding", "identity")
+    conn.endheaders()
+    for _ in range(size // len(piece)):
+        conn.send(piece)
+    response = conn.getresponse()
+    last = b""
+    while data := response.read(1 << 20):
+        last = (last + data)[-20000:]
+    conn.close()
+    assert response.status == 200
+    assert b"completion" in last and f'"bytes_processed":{size}'.encode() in last or f'"total_bytes":{size}'.encode() in last

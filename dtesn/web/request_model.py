@@ -99,6 +99,7 @@ class ProcessingRequest:
     processing_mode: str
     source: InputSource
     options: dict[str, Any] = field(default_factory=dict)
+    raw_body: bool = False  # the input is the request's own body, read from the socket
 
 
 def parse_request(request: Request, extra: Sequence[Field] = (), *, max_body_bytes: int, json_max_bytes: int,
@@ -159,7 +160,8 @@ def parse_request(request: Request, extra: Sequence[Field] = (), *, max_body_byt
     mode = values.pop("processing_mode", "streaming")
     options = {f.name: values.get(f.name, f.default) for f in extra}
     source = raw_body or (BytesSource(text.encode("utf-8")) if text is not None else _open_dataset(datasets, dataset_id))
-    return ProcessingRequest(params=params, processing_mode=mode, source=source, options=options)
+    return ProcessingRequest(params=params, processing_mode=mode, source=source, options=options,
+                             raw_body=raw_body is not None)
 
 
 def _open_dataset(datasets: DatasetStore | None, dataset_id: str) -> InputSource:

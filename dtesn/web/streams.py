@@ -15,6 +15,7 @@ from ..streaming.optimized_events import OptimizedEvents, OptimizedOptions
 from ..streaming.payload import DTYPES, ENCODINGS
 from ..streaming.resume import AlreadyComplete, MalformedEventId, ResumeMismatch
 from ..streaming.send_guard import guard_sends
+from ..streaming.spool import Spooled
 from ..streaming.stream import EventSet, StreamSpec, event_stream, resumed
 from .errors import APIError
 from .request_log import stream_id
@@ -135,7 +136,7 @@ def _spec(endpoint: str, parsed: ProcessingRequest, chunk_size: int, heartbeat_d
         endpoint=endpoint,
         request_id=stream_id(request.environ),
         params=parsed.params,
-        source=parsed.source,
+        source=Spooled(parsed.source) if parsed.raw_body else parsed.source,
         chunk_size=chunk_size,
         heartbeat_interval=None if heartbeat_default is None else settings.heartbeat_for(heartbeat_default),
         resume_from=request.headers.get("Last-Event-ID") or parsed.options["last_event_id"],
