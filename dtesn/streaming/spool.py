@@ -20,7 +20,11 @@ from gevent.event import Event
 
 from .source import InputSource
 
-PIECE = 1 << 16
+#: The filler reads what the pump last asked for, within these bounds: a body read blocks until
+#: it has that much, so large reads keep a bulk upload fast (stream_chunks at frame 1024:
+#: 64 KB pieces 103-132 MB/s, 1 MB pieces 163 MB/s) and small ones keep a live feed live.
+PIECE_MIN = 1 << 12
+PIECE_MAX = 1 << 20
 
 
 class Spooled:
@@ -35,8 +39,10 @@ class Spooled:
         self._error: BaseException | None = None
         self._ready = Event()
         self._filler: gevent.Greenlet | None = None
+        self._want = PIECE_MIN
 
     def read(self, n: int) -> bytes:
+        self._want = max(PIECE_MIN, min(n, PIECE_MAX))
         if self._filler is None:  # started by the first read: a refused request reads nothing
             self._filler = gevent.spawn(self._fill)
         while True:
@@ -53,7 +59,7 @@ class Spooled:
 
     def _fill(self) -> None:
         try:
-            while piece := self._source.read(PIECE):
+            while piece := self._source.read(self._want):
                 view = memoryview(piece)
                 while view:
                     view = view[os.write(self._fd, view):]
