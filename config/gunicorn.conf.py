@@ -29,7 +29,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 # The gevent worker: each stream is a greenlet; engine work runs in gevent's thread pool.
 # No preload_app: gevent must monkey-patch in the worker before the app is imported.
-worker_class = "gevent"
+worker_class = "dtesn.worker.JSONErrorsWorker"  # gunicorn's gevent worker; its parse errors in JSON
 preload_app = False
 
 # A PaaS gives PORT and expects 0.0.0.0; locally we bind loopback. DTESN_BIND wins over both.

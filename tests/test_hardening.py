@@ -352,3 +352,14 @@ def test_a_half_duplex_client_sending_100_mb_before_reading_gets_its_whole_strea
     conn.close()
     assert response.status == 200
     assert b"completion" in last and f'"bytes_processed":{size}'.encode() in last or f'"total_bytes":{size}'.encode() in last
+
+
+@pytest.mark.parametrize("head, status", [
+    ("GET /" + "a" * 5000 + " HTTP/1.1\r\nHost: x", 414),
+    ("GET / HTTP/1.1\r\nHost: x\r\n" + "\r\n".join(f"X-H{i}: v" for i in range(150)), 431),
+    ("GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + "v" * 9000, 400),
+    ("GARBAGE\r\nHost: x", 400),
+])
+def test_requests_gunicorn_cannot_parse_get_json_errors_too(strict, head, status):
+    got_status, body = status_and_json(raw_request(strict.port, head))
+    assert got_status == status and body["field"] is None and body["error"]

@@ -89,7 +89,7 @@ def test_config_binds_port_for_a_paas_and_uses_one_blas_thread():
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, **env, "WEB_CONCURRENCY": "3"},
                          capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["0.0.0.0:5055", "3", "gevent", "False", "1"]
+    assert out.stdout.split() == ["0.0.0.0:5055", "3", "dtesn.worker.JSONErrorsWorker", "False", "1"]
     clean = {k: v for k, v in os.environ.items() if k not in ("PORT", "DTESN_BIND", "OPENBLAS_NUM_THREADS")}
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=clean, capture_output=True, text=True, check=True)
     assert out.stdout.split()[0] == "127.0.0.1:8000"
