@@ -357,7 +357,7 @@ def test_a_half_duplex_client_sending_100_mb_before_reading_gets_its_whole_strea
 @pytest.mark.parametrize("head, status", [
     ("GET /" + "a" * 5000 + " HTTP/1.1\r\nHost: x", 414),
     ("GET / HTTP/1.1\r\nHost: x\r\n" + "\r\n".join(f"X-H{i}: v" for i in range(150)), 431),
-    ("GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + "v" * 9000, 400),
+    ("GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + "v" * 9000, 431),
     ("GARBAGE\r\nHost: x", 400),
 ])
 def test_requests_gunicorn_cannot_parse_get_json_errors_too(strict, head, status):
