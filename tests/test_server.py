@@ -68,8 +68,13 @@ def test_status_counts_requests_of_the_worker(server):
 
 
 def test_runs_the_gevent_worker(server):
+    from gunicorn.workers.ggevent import GeventWorker
+
+    from dtesn.worker import JSONErrorsWorker
+
     assert len(server.worker_pids()) == 1
-    assert "gevent" in server.log().lower()  # gunicorn names the worker class at boot
+    assert "Using worker: dtesn.worker.JSONErrorsWorker" in server.log()  # gunicorn names it at boot
+    assert issubclass(JSONErrorsWorker, GeventWorker)
 
 
 def test_invalid_configuration_stops_start_up_with_a_clear_message():
