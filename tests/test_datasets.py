@@ -124,7 +124,8 @@ def test_a_browser_eventsource_streams_by_get_survives_a_deploy_and_stops_after_
     mid-stream on the same port; the client resumes by itself and ends at the 204."""
     env = {"DTESN_DATASET_DIR": str(tmp_path / "datasets")}
     first = start_server(**env)
-    dataset_id = upload(first, DATA * 2).json()["dataset_id"]
+    body = DATA * 16  # about a second of compute: SIGTERM lands while it streams
+    dataset_id = upload(first, body).json()["dataset_id"]
     url = f"{first.url}/deep_tree_echo/stream_chunks?{PARAMS}&chunk_size=1024&dataset_id={dataset_id}"
     node = subprocess.Popen(["node", str(JS / "eventsource_client.mjs"), url], stdout=subprocess.PIPE, text=True)
     lines, second = [], None
@@ -143,9 +144,9 @@ def test_a_browser_eventsource_streams_by_get_survives_a_deploy_and_stops_after_
     error = next(m["data"] for m in messages if m["data"]["type"] == "error")
     assert error["recoverable"] and error["resume_from"]
     chunk_ids = [int(m["id"].rsplit(":", 1)[1]) for m in messages if m["data"]["type"] == "chunk"]
-    assert chunk_ids == list(range(len(chunk_ids))) == list(range(2 * len(DATA) // 1024))
+    assert chunk_ids == list(range(len(chunk_ids))) == list(range(len(body) // 1024))
     reference = list(events(requests.post(f"{second.url}/deep_tree_echo/stream_chunks?{PARAMS}&chunk_size=1024",
-                                          data=DATA * 2, stream=True, timeout=60,
+                                          data=body, stream=True, timeout=60,
                                           headers={"Content-Type": "application/octet-stream"})))
     assert messages[-1]["data"]["final_digest"] == reference[-1].json["final_digest"]
     assert "status=204" in second.log()
