@@ -132,3 +132,27 @@ def test_past_max_streams_a_stream_gets_an_immediate_503_and_the_worker_recovers
 def test_max_streams_must_stay_below_worker_connections():
     with pytest.raises(SettingsError, match="max_streams"):
         Settings.load({"DTESN_MAX_STREAMS": "2000", "DTESN_WORKER_CONNECTIONS": "2000"})
+
+
+def test_sigterm_ends_idle_keep_alive_connections_so_the_worker_exits_at_once(start_server):
+    """A connection idle between requests (a browser's, a load balancer's) used to hold a
+    deploy for gunicorn's whole graceful_timeout (25 s)."""
+    import signal
+    import socket
+    import time
+
+    srv = start_server()
+    idle = socket.create_connection(("127.0.0.1", srv.port))
+    idle.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    reply = b""
+    while not reply.endswith(b"}\n"):
+        reply += idle.recv(1000)
+    assert reply.startswith(b"HTTP/1.1 200")
+    time.sleep(0.2)
+    started = time.monotonic()
+    srv.process.send_signal(signal.SIGTERM)
+    srv.process.wait(timeout=20)
+    assert time.monotonic() - started < 5
+    assert idle.recv(1000) == b""  # the server closed it
+    idle.close()
+    assert "Traceback" not in srv.log()

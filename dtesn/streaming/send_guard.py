@@ -3,18 +3,20 @@
 Before, a client that stopped reading kept its stream (and its slot) for good: five of them
 made every new stream a 503. The guard arms a timer on the event loop while the server
 writes each piece of a stream and disarms it when the write returns; if it fires, the
-socket is shut down, the blocked write fails (gunicorn logs a broken pipe at debug level),
-and the stream is closed like any departed client's: computation stopped, slot freed, and
+socket is shut down by the kernel (`shutdown.end_connection`; gevent's own shutdown would
+cancel the blocked write with an error gunicorn logs with a traceback), the write fails with
+a broken pipe (gunicorn logs that at debug level), and the stream is closed like any departed client's: computation stopped, slot freed, and
 its checkpoints kept, so the client can resume.
 """
 
 from __future__ import annotations
 
-import _socket
 import socket
 from typing import Iterator
 
 import gevent
+
+from .shutdown import end_connection
 
 
 def guard_sends(pieces: Iterator[bytes], sock: socket.socket | None, timeout_s: float) -> Iterator[bytes]:
@@ -24,7 +26,7 @@ def guard_sends(pieces: Iterator[bytes], sock: socket.socket | None, timeout_s: 
     timer = gevent.get_hub().loop.timer(timeout_s)
     try:
         for piece in pieces:
-            timer.start(_shut, sock)  # armed while the server writes `piece`
+            timer.start(end_connection, sock)  # armed while the server writes `piece`
             yield piece
             timer.stop()
     finally:
@@ -32,19 +34,3 @@ def guard_sends(pieces: Iterator[bytes], sock: socket.socket | None, timeout_s: 
         close = getattr(pieces, "close", None)
         if close is not None:
             close()
-
-
-def _shut(sock: socket.socket) -> None:
-    """Shut the connection down under gevent's feet: gevent's own shutdown() cancels the
-    blocked write with EBADF, which gunicorn logs as a socket error with a traceback; the
-    kernel's makes that write fail with EPIPE, which gunicorn ignores quietly."""
-    try:
-        raw = _socket.socket(fileno=sock.fileno())
-    except OSError:
-        return
-    try:
-        raw.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    finally:
-        raw.detach()  # the fd stays the server's to close

@@ -14,6 +14,7 @@ from .access import parse_keys, require_keys
 from .api import bp as api_bp
 from .api import health_bp
 from .datasets import bp as datasets_bp
+from .connections import IdleConnections
 from .errors import register_error_handlers
 from .metrics import Metrics
 from .request_log import RequestLog, configure_access_log
@@ -49,5 +50,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(streams_bp)
     app.register_blueprint(datasets_bp)
     configure_access_log()
-    app.wsgi_app = RequestLog(app.wsgi_app, on_finish=metrics.request_finished)
+    app.wsgi_app = RequestLog(IdleConnections(app.wsgi_app), on_finish=metrics.request_finished)
     return app
