@@ -7,11 +7,9 @@ DTESN_* environment (see the README), plus the PaaS conventions PORT and WEB_CON
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from dtesn.settings import Settings, SettingsError  # noqa: E402
-from dtesn.streaming.bandwidth import PolicyError, load_policies  # noqa: E402
-from dtesn.streaming.datasets import StoreUnavailable, usable_directory  # noqa: E402
+from dtesn.settings import Settings, SettingsError  # the installed package: pip install -e .
+from dtesn.streaming.bandwidth import PolicyError, load_policies
+from dtesn.streaming.datasets import StoreUnavailable, usable_directory
 
 try:
     _settings = Settings.load()
