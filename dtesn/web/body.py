@@ -10,9 +10,9 @@ rest of such a body is never read).
 
 from __future__ import annotations
 
-import socket
 from typing import BinaryIO
 
+from ..streaming.shutdown import end_connection
 from ..streaming.source import BodyError, BodyTimeout, MalformedBody, TruncatedBody
 
 try:
@@ -70,12 +70,17 @@ class CheckedBody:
             self._socket.settimeout(seconds)
 
 
-def close_if_body_failed(environ: dict) -> None:
-    """After the answer: shut a connection whose body failed, so the server does not wait on
-    the rest of it (gunicorn then reads end-of-file and closes, logging nothing)."""
+def after_response(environ: dict) -> None:
+    """When the answer is done: shut a connection whose body failed, so the server does not
+    wait on the rest of it (gunicorn then reads end-of-file and closes, logging nothing). On
+    any other, clear the body timeout: a body refused before it was read is drained by
+    gunicorn for keep-alive, and a socket timeout there would end in a logged socket error.
+    (Shutting those too would make a client still sending its body see a reset instead of
+    the refusal.)"""
     sock = environ.get("gunicorn.socket")
-    if environ.get(CLOSE_KEY) and sock is not None:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+    if sock is None:
+        return
+    if environ.get(CLOSE_KEY):
+        end_connection(sock)
+    else:
+        sock.settimeout(None)

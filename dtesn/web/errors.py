@@ -8,7 +8,7 @@ from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from ..streaming.source import BodyError, BodyTimeout
-from .body import close_if_body_failed
+from .body import after_response
 
 log = logging.getLogger("dtesn.web")
 
@@ -41,9 +41,9 @@ def register_error_handlers(app: Flask) -> None:
         return error_response(408 if isinstance(exc, BodyTimeout) else 400, str(exc), None)
 
     @app.after_request
-    def close_after_a_failed_body(response):
+    def settle_the_connection(response):
         environ = request.environ
-        response.call_on_close(lambda: close_if_body_failed(environ))
+        response.call_on_close(lambda: after_response(environ))
         return response
 
     @app.errorhandler(HTTPException)
