@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
+
+from werkzeug.wsgi import ClosingIterator
 
 from ..streaming import shutdown
 
@@ -19,21 +21,4 @@ class IdleConnections:
         if sock is None:
             return self.app(environ, start_response)
         shutdown.connection_busy(sock)
-        return _Closing(self.app(environ, start_response), sock)
-
-
-class _Closing:
-    def __init__(self, body: Iterable[bytes], sock) -> None:
-        self._body = body
-        self._sock = sock
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(self._body)
-
-    def close(self) -> None:
-        try:
-            close = getattr(self._body, "close", None)
-            if close is not None:
-                close()
-        finally:
-            shutdown.connection_idle(self._sock)
+        return ClosingIterator(self.app(environ, start_response), lambda: shutdown.connection_idle(sock))
