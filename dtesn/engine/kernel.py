@@ -12,8 +12,9 @@ while a block computes. What made it fast, each measured against the NumPy loop:
   `tanhf` called per value costs 24-27 ns) and, for float64, tanh from an exp built of
   vectorisable arithmetic (1.3 ns a value against libm's 15 ns);
 - `error_model="numpy"`: the default zero-division check blocks vectorisation;
-- the input gathered per skin neuron from its `input_fanin` slots of the frame, in the same
-  loop as the recurrence (a separate projection pass cost as much as the recurrence);
+- the skin's input drive computed a tile of 16 steps at a time, vectorised over the steps
+  (a per-step gather of the input slots cost a quarter of a step at esn_size 4096; a
+  separate projection pass over a whole block cost as much as the recurrence);
 - the membrane means summed in eight running sums (one sum waits on every add: 5 us a
   step at esn_size 4096).
 
@@ -47,6 +48,7 @@ _TANH_ONE = 19.5  # tanh(x) rounds to 1 in float64 beyond this
 
 
 LANES = 8
+TILE = 16  # steps whose input drive is computed together
 
 
 def tanh32(v: float) -> np.float32:
@@ -79,7 +81,7 @@ def tanh64(x: float) -> float:
 
 
 def advance(state, inputs, input_sources, input_values, offsets, values, recurrent, parents, leak, features, n,
-            trajectory, scratch):
+            trajectory, scratch, tile_inputs, tile_drive):
     """Advance len(inputs) steps from `state` (updated in place).
 
     x <- x + leak * (tanh(W x + C x_parent + [skin] W_in u_t) - x) for each input frame u_t;
@@ -87,8 +89,13 @@ def advance(state, inputs, input_sources, input_values, offsets, values, recurre
     rows) the whole state. Membrane j's neuron i reads state[j*n + offsets[i, k]] for its
     first `recurrent` slots and state[parents[j]*n + offsets[i, k]] for the others; skin
     neuron i (membrane 0, whose coupling slots are unused) reads u_t[input_sources[i, k]].
-    Every sum is taken in one fixed order, so results do not depend on how steps are split
-    into calls.
+
+    The skin's input drive does not depend on the state, so it is computed a tile of TILE
+    steps at a time, vectorised over the steps (`tile_inputs` holds the tile's frames
+    transposed, `tile_drive` its drive): each input slot's index and weight are loaded once
+    per tile instead of once per step (1.2-1.3x the steps/s at depth 1). Every sum still runs
+    in one fixed order, so results do not depend on how steps are split into calls (nor on
+    the tiling: bitwise the same as a drive summed step by step).
     """
     total, slots = offsets.shape
     membranes = total // n
@@ -97,42 +104,52 @@ def advance(state, inputs, input_sources, input_values, offsets, values, recurre
     pre = scratch[0]
     cur, nxt = state, scratch[1]
     lanes = scratch[2, :LANES]  # a view: an allocation here costs compile time (0.2 s)
-    for t in range(inputs.shape[0]):
-        u = inputs[t]
+    steps, frame = inputs.shape
+    for t0 in range(0, steps, TILE):
+        width = min(TILE, steps - t0)
+        for f in range(frame):
+            for s in range(width):
+                tile_inputs[f, s] = inputs[t0 + s, f]
         for i in range(skin):
-            a = values[i, 0] * cur[offsets[i, 0]]
-            for k in range(1, recurrent):
-                a += values[i, k] * cur[offsets[i, k]]
-            d = input_values[i, 0] * u[input_sources[i, 0]]
+            weight, row = input_values[i, 0], tile_inputs[input_sources[i, 0]]
+            for s in range(TILE):
+                tile_drive[i, s] = weight * row[s]
             for k in range(1, fan_in):
-                d += input_values[i, k] * u[input_sources[i, k]]
-            pre[i] = a + d
-        for j in range(1, membranes):
-            base, parent = j * n, parents[j] * n
-            for i in range(base, base + n):
-                a = values[i, 0] * cur[base + offsets[i, 0]]
+                weight, row = input_values[i, k], tile_inputs[input_sources[i, k]]
+                for s in range(TILE):
+                    tile_drive[i, s] += weight * row[s]
+        for s in range(width):
+            for i in range(skin):
+                a = values[i, 0] * cur[offsets[i, 0]]
                 for k in range(1, recurrent):
-                    a += values[i, k] * cur[base + offsets[i, k]]
-                for k in range(recurrent, slots):
-                    a += values[i, k] * cur[parent + offsets[i, k]]
-                pre[i] = a
-        for i in range(total):  # vectorised: the sums below stay out of this loop
-            x = cur[i]
-            nxt[i] = x + leak[i] * (_tanh(pre[i]) - x)
-        for j in range(membranes):  # LANES running sums: one would wait on every add
-            for r in range(LANES):
-                lanes[r] = 0
-            for i in range(j * n, j * n + n):
-                lanes[i % LANES] += nxt[i]
-            mean = lanes[0]
-            for r in range(1, LANES):
-                mean += lanes[r]
-            features[t, j] = mean / n
-        if keep:
-            for i in range(total):
-                trajectory[t, i] = nxt[i]
-        cur, nxt = nxt, cur
-    if inputs.shape[0] % 2:
+                    a += values[i, k] * cur[offsets[i, k]]
+                pre[i] = a + tile_drive[i, s]
+            for j in range(1, membranes):
+                base, parent = j * n, parents[j] * n
+                for i in range(base, base + n):
+                    a = values[i, 0] * cur[base + offsets[i, 0]]
+                    for k in range(1, recurrent):
+                        a += values[i, k] * cur[base + offsets[i, k]]
+                    for k in range(recurrent, slots):
+                        a += values[i, k] * cur[parent + offsets[i, k]]
+                    pre[i] = a
+            for i in range(total):  # vectorised: the sums below stay out of this loop
+                x = cur[i]
+                nxt[i] = x + leak[i] * (_tanh(pre[i]) - x)
+            for j in range(membranes):  # LANES running sums: one would wait on every add
+                for r in range(LANES):
+                    lanes[r] = 0
+                for i in range(j * n, j * n + n):
+                    lanes[i % LANES] += nxt[i]
+                mean = lanes[0]
+                for r in range(1, LANES):
+                    mean += lanes[r]
+                features[t0 + s, j] = mean / n
+            if keep:
+                for i in range(total):
+                    trajectory[t0 + s, i] = nxt[i]
+            cur, nxt = nxt, cur
+    if steps % 2:
         for i in range(total):
             state[i] = cur[i]
 

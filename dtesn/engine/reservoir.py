@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .kernel import compiled_advance
+from .kernel import TILE, compiled_advance
 from .params import ReservoirParams
 from .weights import Weights, build_weights
 
@@ -65,13 +65,15 @@ class CompiledReservoir(Reservoir):
         self._kernel = compiled_advance()
         self._parents = np.maximum(weights.tree.parents, 0)
         self._scratch = np.empty((3, weights.neurons), dtype=self.dtype)  # two states, and the lanes
+        self._tile_inputs = np.empty((weights.params.frame_size, TILE), dtype=self.dtype)
+        self._tile_drive = np.empty((len(weights.input_sources), TILE), dtype=self.dtype)
         self._no_states = np.empty((0, weights.neurons), dtype=self.dtype)
 
     def advance(self, inputs: np.ndarray, features: np.ndarray, states: np.ndarray | None = None) -> None:
         w = self.weights
         self._kernel(self._state, inputs, w.input_sources, w.input_values, w.offsets, w.row_values, w.recurrent_fanin,
                      self._parents, w.leak, features, w.params.neurons_per_membrane,
-                     self._no_states if states is None else states, self._scratch)
+                     self._no_states if states is None else states, self._scratch, self._tile_inputs, self._tile_drive)
 
 
 def warm_up(dtypes: tuple[str, ...] = ("float32",)) -> None:
