@@ -75,8 +75,10 @@ def post_worker_init(worker) -> None:
 
     def stop_keeping_alive() -> None:
         # A connection whose stream just ended would otherwise wait idle for its next request
-        # (up to `keepalive`), holding the worker until graceful_timeout.
+        # (up to `keepalive`), holding the worker until graceful_timeout; so would one that was
+        # idle already, whose keep-alive timer started before this.
         worker.cfg.set("keepalive", 0)
+        worker.wsgi.extensions["dtesn.connections"].end_idle()
 
     shutdown.watch(lambda: worker.alive, then=stop_keeping_alive)
     gc_pauses.shorten()  # last: what start-up created is frozen out of the collector's way

@@ -147,7 +147,6 @@ def test_the_server_still_streams_after_all_of_the_above(strict):
     r = requests.post(strict.url + "/deep_tree_echo/stream_chunks", data=b"fine", timeout=10,
                       headers={"Content-Type": "text/plain"})
     assert r.status_code == 200 and '"type":"completion"' in r.text
-    assert threading.active_count() >= 1
 
 
 def test_api_keys_guard_every_kit_route_and_never_reach_the_log(start_server):
@@ -363,19 +362,3 @@ def test_a_half_duplex_client_sending_100_mb_before_reading_gets_its_whole_strea
 def test_requests_gunicorn_cannot_parse_get_json_errors_too(strict, head, status):
     got_status, body = status_and_json(raw_request(strict.port, head))
     assert got_status == status and body["field"] is None and body["error"]
-
-
-def test_a_body_refused_before_it_is_read_logs_no_error_while_it_idles(strict):
-    """A 413 by Content-Length leaves 100 MB unread: the client gets the refusal, and nothing
-    is logged as an error once the connection idles past the body timeout."""
-    with socket.create_connection(("127.0.0.1", strict.port)) as conn:
-        conn.sendall((post_head("/deep_tree_echo/process", "application/json",
-                                Content_Length=str(100 * 1024 * 1024)) + "\r\n\r\n{").encode())
-        conn.settimeout(5)
-        reply = b""
-        while b"}" not in reply:
-            reply += conn.recv(65536)
-        assert reply.startswith(b"HTTP/1.1 413")
-        time.sleep(1.5)
-    time.sleep(0.2)
-    assert "Traceback" not in strict.log()

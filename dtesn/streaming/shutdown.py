@@ -23,22 +23,7 @@ class Interruptible(Protocol):
 
 
 _open: "weakref.WeakSet[Interruptible]" = weakref.WeakSet()
-_idle: "weakref.WeakSet[socket.socket]" = weakref.WeakSet()  # keep-alive connections between requests
 _draining = False
-
-
-def connection_busy(sock: socket.socket) -> None:
-    _idle.discard(sock)
-
-
-def connection_idle(sock: socket.socket) -> None:
-    """A response has ended on `sock`; the server now waits for its next request. Draining
-    ends such connections at once: gunicorn's wait for them (their keep-alive timer started
-    before the drain set keepalive to 0) held a deploy for the whole graceful_timeout."""
-    if _draining:
-        end_connection(sock)
-    else:
-        _idle.add(sock)
 
 
 def end_connection(sock: socket.socket) -> None:
@@ -73,8 +58,6 @@ def drain() -> int:
     streams = list(_open)
     for stream in streams:
         stream.interrupt(REASON)
-    for sock in list(_idle):
-        end_connection(sock)
     return len(streams)
 
 

@@ -50,5 +50,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(streams_bp)
     app.register_blueprint(datasets_bp)
     configure_access_log()
-    app.wsgi_app = RequestLog(IdleConnections(app.wsgi_app), on_finish=metrics.request_finished)
+    connections = IdleConnections(app.wsgi_app)
+    app.extensions["dtesn.connections"] = connections
+    app.wsgi_app = RequestLog(connections, on_finish=metrics.request_finished)
     return app

@@ -71,16 +71,11 @@ class CheckedBody:
 
 
 def after_response(environ: dict) -> None:
-    """When the answer is done: shut a connection whose body failed, so the server does not
-    wait on the rest of it (gunicorn then reads end-of-file and closes, logging nothing). On
-    any other, clear the body timeout: a body refused before it was read is drained by
-    gunicorn for keep-alive, and a socket timeout there would end in a logged socket error.
-    (Shutting those too would make a client still sending its body see a reset instead of
-    the refusal.)"""
+    """When the answer is done: shut a connection whose body failed, so it is freed now (gunicorn
+    then reads end-of-file and closes, logging nothing) instead of after gunicorn's drain of
+    the rest of the body has waited out the body timeout once more. A body refused before it
+    was read is left to that drain (shutting it would make a client still sending its body
+    see a reset instead of the refusal)."""
     sock = environ.get("gunicorn.socket")
-    if sock is None:
-        return
-    if environ.get(CLOSE_KEY):
+    if sock is not None and environ.get(CLOSE_KEY):
         end_connection(sock)
-    else:
-        sock.settimeout(None)

@@ -1,12 +1,19 @@
-"""Keep-alive connections between requests, known to the drain (see streaming/shutdown.py)."""
+"""Keep-alive connections idle between requests, so that a drain can end them at once.
+
+gunicorn waits for every open connection before a worker exits; one idle on keep-alive when
+SIGTERM came had its keep-alive timer started before the drain set keepalive to 0, and held
+the deploy for the whole graceful_timeout (over 20 s, tested). `end_idle` ends them; the
+gunicorn config calls it when it drains.
+"""
 
 from __future__ import annotations
 
+import weakref
 from typing import Callable, Iterable
 
 from werkzeug.wsgi import ClosingIterator
 
-from ..streaming import shutdown
+from ..streaming.shutdown import end_connection
 
 
 class IdleConnections:
@@ -15,10 +22,18 @@ class IdleConnections:
 
     def __init__(self, app: Callable) -> None:
         self.app = app
+        self._idle: "weakref.WeakSet" = weakref.WeakSet()
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         sock = environ.get("gunicorn.socket")
         if sock is None:
             return self.app(environ, start_response)
-        shutdown.connection_busy(sock)
-        return ClosingIterator(self.app(environ, start_response), lambda: shutdown.connection_idle(sock))
+        self._idle.discard(sock)
+        return ClosingIterator(self.app(environ, start_response), lambda: self._idle.add(sock))
+
+    def end_idle(self) -> int:
+        """End every idle connection now (its pending read sees end-of-file); how many."""
+        idle = list(self._idle)
+        for sock in idle:
+            end_connection(sock)
+        return len(idle)
