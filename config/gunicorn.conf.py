@@ -8,8 +8,8 @@ import os
 import sys
 
 from dtesn.settings import Settings, SettingsError  # the installed package: pip install -e .
+from dtesn.storage.datasets import StoreUnavailable, usable_directory
 from dtesn.streaming.bandwidth import PolicyError, load_policies
-from dtesn.streaming.datasets import StoreUnavailable, usable_directory
 
 try:
     _settings = Settings.load()
@@ -67,18 +67,21 @@ def on_starting(server) -> None:
 
 
 def post_worker_init(worker) -> None:
-    """Per worker: one engine thread at a time, resumable errors for open streams on SIGTERM
-    (a deploy) before the worker exits, and shorter garbage-collection pauses."""
-    from dtesn.streaming import gc_pauses, offload, shutdown
+    """Per worker: resumable errors for open streams on SIGTERM (a deploy) before the worker
+    exits, and shorter garbage-collection pauses."""
+    from dtesn.runtime import gc_pauses
+    from dtesn.web import idle_connections, kit
 
-    offload.limit_threads(_settings.compute_threads)
+    app = worker.wsgi
+    connections = idle_connections(app)
 
     def stop_keeping_alive() -> None:
         # A connection whose stream just ended would otherwise wait idle for its next request
         # (up to `keepalive`), holding the worker until graceful_timeout; so would one that was
         # idle already, whose keep-alive timer started before this.
         worker.cfg.set("keepalive", 0)
-        worker.wsgi.extensions["dtesn.connections"].end_idle()
+        if connections is not None:
+            connections.end_idle()
 
-    shutdown.watch(lambda: worker.alive, then=stop_keeping_alive)
+    kit(app).runtime.drain.watch(lambda: worker.alive, then=stop_keeping_alive)
     gc_pauses.shorten()  # last: what start-up created is frozen out of the collector's way

@@ -1,4 +1,6 @@
-"""Settings: defaults from config/dtesn.toml, each overridable by a DTESN_* variable.
+"""Settings: defaults from config/dtesn.toml, each overridable by a DTESN_* variable, and
+by keyword arguments in code (the Flask extension's, or `Settings.load(**overrides)`), which
+win over both.
 
 Loaded by gunicorn's config (in the master, before any worker starts) and by the app
 factory, so a bad value stops start-up with one clear line instead of failing a request.
@@ -11,12 +13,23 @@ from __future__ import annotations
 import os
 import tempfile
 import tomllib
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Mapping
+from typing import Any
 
-DEFAULTS_FILE = Path(__file__).resolve().parent.parent / "config" / "dtesn.toml"
 ENV_PREFIX = "DTESN_"
+
+
+def config_dir() -> Path:
+    """The kit's config/: inside the package when installed from a wheel (pyproject.toml maps
+    it to dtesn/config), beside the package in a source tree or an editable install."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "config"
+    return packaged if packaged.is_dir() else here.parent / "config"
+
+
+DEFAULTS_FILE = config_dir() / "dtesn.toml"
 
 
 class SettingsError(ValueError):
@@ -82,8 +95,19 @@ class Settings:
         """DTESN_HEARTBEAT_INTERVAL, when set, overrides every endpoint's default."""
         return self.heartbeat_interval or endpoint_default
 
+    def replace(self, **changes: Any) -> Settings:
+        """These settings with `changes` (checked like any others)."""
+        unknown = sorted(set(changes) - {f.name for f in fields(self)})
+        if unknown:
+            raise SettingsError(f"unknown setting(s): {', '.join(unknown)}")
+        for f in fields(self):
+            if f.name in changes:
+                changes[f.name] = _typed(f.name, changes[f.name], type(getattr(self, f.name)))
+        return replace(self, **changes)
+
     @classmethod
-    def load(cls, environ: Mapping[str, str] | None = None, path: Path = DEFAULTS_FILE) -> "Settings":
+    def load(cls, environ: Mapping[str, str] | None = None, path: Path = DEFAULTS_FILE, **overrides: Any) -> Settings:
+        """The defaults file, then the DTESN_* environment, then `overrides`."""
         environ = os.environ if environ is None else environ
         try:
             with path.open("rb") as fh:
@@ -91,21 +115,20 @@ class Settings:
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise SettingsError(f"cannot read {path}: {exc}") from exc
         flat = {key: value for section in sections.values() for key, value in section.items()}
-        values = {}
+        values: dict[str, Any] = {}
         for f in fields(cls):
             if f.name not in flat:
                 raise SettingsError(f"{path} has no value for {f.name}")
             kind = type(flat[f.name])
             raw = environ.get(ENV_PREFIX + f.name.upper())
-            values[f.name] = flat[f.name] if raw is None else _parse(f.name, raw, kind)
-            if kind is float:
-                values[f.name] = float(values[f.name])
-            elif not isinstance(values[f.name], kind) or isinstance(values[f.name], bool):
+            value = flat[f.name] if raw is None else _parse(f.name, raw, kind)
+            if not isinstance(value, (int, float) if kind is float else kind) or isinstance(value, bool):
                 raise SettingsError(f"{f.name} in {path} must be {kind.__name__}")
+            values[f.name] = float(value) if kind is float else value
         unknown = sorted(set(flat) - set(values))
         if unknown:
             raise SettingsError(f"{path} has unknown setting(s): {', '.join(unknown)}")
-        return cls(**values)
+        return cls(**values).replace(**overrides)
 
 
 def _parse(name: str, raw: str, kind: type) -> int | float:
@@ -113,6 +136,15 @@ def _parse(name: str, raw: str, kind: type) -> int | float:
         return kind(raw.strip())
     except ValueError:
         raise SettingsError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {kind.__name__}") from None
+
+
+def _typed(name: str, value: Any, kind: type) -> Any:
+    """A value given in code, as the type its setting has (an int for a float is fine)."""
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise SettingsError(f"{name} must be {kind.__name__}, got {value!r}")
+    return value
 
 
 def _at_least(name: str, value: float, low: float) -> None:

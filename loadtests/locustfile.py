@@ -1,6 +1,6 @@
 """Locust scenarios for dtesn-stream: timeout prevention, throughput, concurrency, resume.
 
-    locust -f loadtests/locustfile.py --headless --host http://127.0.0.1:8000 -u 50 -r 10 -t 60s \
+    python -m locust -f loadtests/locustfile.py --headless --host http://127.0.0.1:8000 -u 50 -r 10 -t 60s \
            --csv results/run [--tags timeout throughput concurrency resume | UserClass ...]
 
 Locust's own timer stops at the response headers for a streamed response, so every scenario
@@ -18,20 +18,18 @@ from __future__ import annotations
 
 import os
 import random
-import sys
 import time
-from pathlib import Path
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from urllib.parse import urlsplit
 
 from locust import User, between, constant, events, tag, task
 from locust.runners import STATE_SPAWNING
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from dtesn.engine import ReservoirParams, session  # noqa: E402
-from tests.support.duplex import DuplexResponse, pattern  # noqa: E402
-from tests.support.sse import Event, parse  # noqa: E402
+# `python -m locust` from the repository root puts it on sys.path (a bare `locust` puts only
+# loadtests/ there): the scenarios share the tests' SSE reader and duplex client.
+from dtesn.engine import ReservoirParams, session
+from tests.support.duplex import DuplexResponse, pattern
+from tests.support.sse import Event, parse
 
 GAP_TOLERANCE_S = float(os.environ.get("LOAD_GAP_TOLERANCE_S", "0.5"))
 FEED_SECONDS = float(os.environ.get("LOAD_FEED_SECONDS", "20"))

@@ -27,7 +27,7 @@ def main() -> int:
         server = Server(Path(tmp), {"DTESN_HEARTBEAT_INTERVAL": "1"})
         try:
             env = {**os.environ, "LOAD_FEED_SECONDS": "6", "LOAD_THROUGHPUT_BYTES": str(2 << 20)}
-            command = [str(Path(sys.executable).parent / "locust"), "-f", str(ROOT / "loadtests" / "locustfile.py"),
+            command = [sys.executable, "-m", "locust", "-f", "loadtests/locustfile.py",
                        "--headless", "--host", server.url, "-u", str(USERS), "-r", str(USERS),
                        "-t", f"{RUN_SECONDS}s", "--stop-timeout", "10", "--only-summary",
                        "TimeoutPreventionUser", "ThroughputUser", "ConcurrencyUser", "ResumeUser"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from dtesn.streaming.datasets import DatasetNotFound, DatasetStore, StoreFull
+from dtesn.storage.datasets import DatasetNotFound, DatasetStore, StoreFull
 from tests.support.sse import events
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -124,7 +124,9 @@ def mackey_glass(n, tau=17, beta=0.2, gamma=0.1, p=10, dt=1.0, substeps=10, disc
     h = dt / substeps
     delay = tau * substeps
     x = np.full(delay + 1, 1.2).tolist()
-    f = lambda v, lag: beta * lag / (1 + lag**p) - gamma * v
+    def f(v, lag):
+        return beta * lag / (1 + lag**p) - gamma * v
+
     out = []
     for i in range((n + discard) * substeps):
         v, lag = x[-1], x[-delay - 1]

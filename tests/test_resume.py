@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from dtesn.engine import ReservoirParams, session
-from dtesn.streaming.checkpoints import PER_STREAM, MemoryCheckpointStore
+from dtesn.storage.checkpoints import PER_STREAM, MemoryCheckpointStore
 from dtesn.streaming.resume import Checkpoint, EventId, MalformedEventId
 from tests.support.sse import events
 

@@ -1,21 +1,20 @@
-"""The DTESN engine: NumPy only (no Flask, no gevent), safe to run in worker threads."""
+"""The DTESN engine: NumPy and numba only (no Flask, no gevent), safe to run in worker threads."""
 
 from __future__ import annotations
 
 from .membranes import MembraneTree, membrane_count, membrane_tree
 from .params import RANGES, ParameterError, ReservoirParams
+from .rates import RateTable
 from .reference import ReferenceReservoir
 from .reservoir import CompiledReservoir, warm_up
 from .session import ChunkResult, Session, Snapshot
 from .weights import WeightCache, Weights, build_weights
 
-#: The process-wide cache: identical parameters share one set of weights.
-weight_cache = WeightCache()
-
 
 def session(params: ReservoirParams) -> Session:
-    """A new session on the (cached) weights for `params`."""
-    return Session(weight_cache.get(params))
+    """A new session on new weights for `params` (a server shares them through its runtime's
+    WeightCache; building them takes milliseconds at any size)."""
+    return Session(build_weights(params))
 
 
 __all__ = [
@@ -24,6 +23,7 @@ __all__ = [
     "CompiledReservoir",
     "MembraneTree",
     "ParameterError",
+    "RateTable",
     "ReferenceReservoir",
     "ReservoirParams",
     "Session",
@@ -35,5 +35,4 @@ __all__ = [
     "membrane_tree",
     "session",
     "warm_up",
-    "weight_cache",
 ]

@@ -34,8 +34,8 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from functools import cache
-from typing import Callable
 
 import numpy as np
 

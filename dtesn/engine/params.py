@@ -6,8 +6,9 @@ enforces and the two cannot drift apart.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -116,7 +117,7 @@ class ReservoirParams:
         return self.neurons_per_membrane * self.membranes
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> "ReservoirParams":
+    def from_mapping(cls, values: Mapping[str, Any]) -> ReservoirParams:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

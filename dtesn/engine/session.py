@@ -8,8 +8,8 @@ elementwise or of a fixed shape (see `weights.py` for why the input projection i
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -39,7 +39,7 @@ class Snapshot:
         return header + self.pending + np.ascontiguousarray(self.state).tobytes()
 
     @classmethod
-    def from_bytes(cls, data: bytes, dtype: np.dtype) -> "Snapshot":
+    def from_bytes(cls, data: bytes, dtype: np.dtype) -> Snapshot:
         steps, pending_len = np.frombuffer(data[:16], dtype="<u8").tolist()
         pending = data[16 : 16 + pending_len]
         state = np.frombuffer(data[16 + pending_len :], dtype=dtype).copy()

@@ -170,6 +170,7 @@ class _Ring:
             peak[peak == 0] = 1.0
             product /= peak[:, None, None]
             log_scale += np.log(peak)
+        assert product is not None  # a ring has at least one group
         rho = np.abs(np.linalg.eigvals(product)).max(axis=1)
         with np.errstate(divide="ignore"):
             return np.exp((np.log(rho) + log_scale) / groups)

@@ -14,10 +14,12 @@ import time
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
+from ..settings import config_dir
 from .compression import CODECS
 
-POLICIES_FILE = Path(__file__).resolve().parents[2] / "config" / "bandwidth.toml"
+POLICIES_FILE = config_dir() / "bandwidth.toml"
 ORDER = ("low", "medium", "high")
 HINTS = (*ORDER, "auto")
 AUTO_START = "medium"
@@ -80,7 +82,8 @@ def load_policies(path: Path = POLICIES_FILE) -> dict[str, Policy]:
         for f in fields(Policy):
             if f.name in table and f.type in ("int", "float") and (isinstance(table[f.name], bool) or not isinstance(table[f.name], (int, float))):
                 raise PolicyError(f"{path} [{name}] {f.name} must be a number")
-        policy = Policy(name=name, **{k: float(v) if k == "heartbeat_interval" else v for k, v in table.items()})
+        typed: dict[str, Any] = {k: float(v) if k == "heartbeat_interval" else v for k, v in table.items()}
+        policy = Policy(name=name, **typed)
         policy.check()
         policies[name] = policy
     if [policies[n].min_bytes_per_sec for n in ORDER] != sorted(policies[n].min_bytes_per_sec for n in ORDER):

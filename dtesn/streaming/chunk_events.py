@@ -6,13 +6,16 @@ Clients use `onmessage` and switch on `type`: metadata, heartbeat, chunk, comple
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 
-from . import rates, sse
+from . import sse
 from .compression import pack
-from .pump import ChunkDone, Failed, Finished, Progress
+from .events import ChunkDone, Failed, Finished, Progress
+from .fields import common_fields, error_fields, error_framing
 from .resume import chunk_id, done_id
-from .stream import StreamSpec, common_fields, error_fields, error_framing, is_large
+from .spec import StreamSpec, is_large
+
 
 @dataclass(frozen=True)
 class ChunkOptions:
@@ -47,7 +50,7 @@ class ChunkEvents:
     def metadata(self) -> bytes:
         spec, p = self.spec, self.spec.params
         size = spec.source.size
-        rate = rates.steps_per_sec(p)
+        rate = spec.estimated_rate
         estimated_steps = None if size is None else -(-size // p.frame_size)
         return sse.event({
             **self._common("metadata"),

@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 import gzip
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import brotli
 

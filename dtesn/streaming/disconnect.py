@@ -17,7 +17,7 @@ there, a half-closed one's goes on to its completion.
 from __future__ import annotations
 
 import socket
-from typing import Callable
+from collections.abc import Callable
 
 import gevent
 

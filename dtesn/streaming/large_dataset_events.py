@@ -9,11 +9,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from . import rates, sse
+from . import sse
+from .events import ChunkDone, Failed, Finished, Progress
+from .fields import common_fields, error_fields, error_framing
 from .payload import PayloadEncoder
-from .pump import ChunkDone, Failed, Finished, Progress
 from .resume import chunk_id, done_id
-from .stream import StreamSpec, common_fields, error_fields, error_framing
+from .spec import StreamSpec
 
 TARGET_CHUNKS = 100
 MIN_CHUNK_BYTES = 512
@@ -65,7 +66,7 @@ class LargeDatasetEvents:
     def metadata_fields(self) -> dict:
         spec, p, o = self.spec, self.spec.params, self.options
         size = spec.source.size
-        rate = rates.steps_per_sec(p)
+        rate = spec.estimated_rate
         return {
             "total_size_bytes": size,
             "optimal_chunk_size": spec.chunk_size,

@@ -18,12 +18,12 @@ from itertools import groupby
 
 from . import sse
 from .bandwidth import Move, Policy, Tuner
-from .large_dataset_events import LargeDatasetEvents, PayloadOptions
 from .compression import CODECS
+from .events import ChunkDone
+from .large_dataset_events import LargeDatasetEvents, PayloadOptions
 from .payload import PayloadEncoder
-from .pump import ChunkDone
 from .resume import chunk_id
-from .stream import StreamSpec
+from .spec import StreamSpec
 
 #: Bytes of one float32 feature as JSON text (a repr is 8-12 digits, a sign, a comma).
 JSON_BYTES_PER_VALUE = 20
@@ -106,8 +106,8 @@ class OptimizedEvents(LargeDatasetEvents):
         policy = self.tuner.policy  # read once: the hub may move it meanwhile
         encoder = self._encoders[policy.name]
         out = []
-        for progressive, run in groupby(dones, key=lambda done: self._progressive_under(policy, done)):
-            run = list(run)
+        for progressive, group in groupby(dones, key=lambda done: self._progressive_under(policy, done)):
+            run = list(group)
             out.append(b"".join(self._progressive(done, policy) for done in run) if progressive
                        else self.binary_chunks(run, encoder, self._chunk_prefix))
         return b"".join(out)

@@ -24,7 +24,6 @@ import numpy as np
 
 from .compression import COMPRESS, DECOMPRESS
 
-
 ENCODINGS = ("base64", "hex")
 DTYPES = {"float32": "<f4", "float16": "<f2"}
 _UINT = {2: "<u2", 4: "<u4"}

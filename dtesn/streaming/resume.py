@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 from dataclasses import dataclass
 
-from ..engine import Snapshot
-from .source import InputSource
+from ..storage.checkpoints import Checkpoint
 
 _EVENT_ID = re.compile(r"([A-Za-z0-9_-]{1,32}):(start|done|0|[1-9][0-9]{0,11})")
 START, DONE = "start", "done"
-_SKIP_PIECE = 1 << 20
+
+
+def new_request_id() -> str:
+    """A stream's (and a request's) id: random, URL-safe, 16 characters (at most 32 are
+    accepted from clients)."""
+    return secrets.token_urlsafe(12)
 
 
 class MalformedEventId(ValueError):
@@ -29,17 +34,13 @@ class AlreadyComplete(Exception):
     """The client has the completion event: nothing is left to send (HTTP 204 stops EventSource)."""
 
 
-class ResumeMismatch(Exception):
-    """The reconnect's parameters or input are not those of the stream it names."""
-
-
 @dataclass(frozen=True)
 class EventId:
     request_id: str
     mark: str  # START, DONE or a chunk index
 
     @classmethod
-    def parse(cls, text: str) -> "EventId":
+    def parse(cls, text: str) -> EventId:
         match = _EVENT_ID.fullmatch(text.strip())
         if match is None:
             raise MalformedEventId(
@@ -71,45 +72,10 @@ def done_id(request_id: str) -> str:
 
 
 @dataclass(frozen=True)
-class Checkpoint:
-    """The engine's exact state after chunk `index`, and what the input was up to there."""
-
-    stream_key: str  # endpoint, parameters and chunking: what a resume must match
-    index: int
-    offset: int  # input bytes consumed through chunk `index`
-    input_sha256: str  # of those bytes
-    snapshot: Snapshot
-
-    @property
-    def nbytes(self) -> int:
-        return self.snapshot.state.nbytes + len(self.snapshot.pending) + 256
-
-
-@dataclass(frozen=True)
 class Resume:
     """Where a reconnect continues: after chunk `after`, from `checkpoint` when there is one
     (then `input_hash` has hashed the input up to it, and goes on from there)."""
 
     after: int
     checkpoint: Checkpoint | None = None
-    input_hash: "hashlib._Hash | None" = None
-
-
-def skip_verified(source: InputSource, checkpoint: Checkpoint) -> "hashlib._Hash":
-    """Read past the checkpoint's input, checking it is the input the checkpoint saw.
-
-    Runs before the response starts, so a different input is a 409 rather than a broken stream.
-    """
-    digest, left = hashlib.sha256(), checkpoint.offset
-    while left > 0:
-        piece = source.read(min(left, _SKIP_PIECE))
-        if not piece:
-            break
-        digest.update(piece)
-        left -= len(piece)
-    if left > 0 or digest.hexdigest() != checkpoint.input_sha256:
-        raise ResumeMismatch(
-            f"the input differs from the one this stream processed (its first {checkpoint.offset} bytes "
-            "do not match): resend the same body, or start a new stream without Last-Event-ID"
-        )
-    return digest
+    input_hash: hashlib._Hash | None = None

@@ -12,14 +12,14 @@ its checkpoints kept, so the client can resume.
 from __future__ import annotations
 
 import socket
-from typing import Iterator
+from collections.abc import Generator, Iterator
 
 import gevent
 
-from .shutdown import end_connection
+from ..runtime.connections import end_connection
 
 
-def guard_sends(pieces: Iterator[bytes], sock: socket.socket | None, timeout_s: float) -> Iterator[bytes]:
+def guard_sends(pieces: Iterator[bytes], sock: socket.socket | None, timeout_s: float) -> Generator[bytes, None, None]:
     if sock is None or timeout_s <= 0:
         yield from pieces
         return

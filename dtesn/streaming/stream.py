@@ -9,104 +9,42 @@ from __future__ import annotations
 
 import socket
 import time
-from dataclasses import dataclass, replace
-from typing import Any, Callable, Generator, Iterator, Protocol
+from collections.abc import Callable, Generator
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
-from ..engine import ReservoirParams, Snapshot
-from . import shutdown, sse
-from .checkpoints import CheckpointStore
-from .fingerprints import FingerprintStore, Fingerprinting, verified
-from .pump import Batch, ChunkDone, Failed, Finished, Heartbeat, Interrupted, Probe, Progress, Pump
-from .resume import AlreadyComplete, Checkpoint, EventId, Resume, ResumeMismatch, chunk_id, skip_verified
-from .source import InputSource
+from ..engine import Snapshot
+from ..storage.checkpoints import Checkpoint, CheckpointStore, ResumeMismatch, skip_verified
+from ..storage.fingerprints import Fingerprinting, verified
+from . import sse
+from .events import Batch, Failed, Finished, Heartbeat, Interrupted, Probe
+from .pump import Pump
+from .resume import AlreadyComplete, EventId, Resume, chunk_id
+from .spec import EventSet, Pacing, StreamSpec, is_large
 
-#: Inputs above this (or of unknown size) get a heartbeat before processing starts.
-LARGE_INPUT_BYTES = 50 * 1024
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+
 RETRY_MS = 3000
 #: How long a client interrupted by a restart waits before resuming (another worker or
 #: instance takes it; a restarted one is up within about a second).
 RESUME_RETRY_MS = 1000
 
 
-@dataclass(frozen=True)
-class StreamSpec:
-    endpoint: str
-    request_id: str
-    params: ReservoirParams
-    source: InputSource
-    chunk_size: int
-    heartbeat_interval: float | None  # None: heartbeats off
-    resume_from: str = ""  # the client's last event id, as sent
-    resume: Resume | None = None  # set by `resumed`: continue after resume.after
-
-    @property
-    def stream_key(self) -> str:
-        """What a reconnect must repeat to resume this stream: chunk indices and results depend on it."""
-        return f"{self.endpoint}|{self.chunk_size}|{self.params!r}"
-
-
-class Pacing(Protocol):
-    """How a stream writes: coalescing, heartbeat timing, and what it learns from its writes."""
-
-    @property
-    def write_buffer(self) -> int: ...  # bytes held back to coalesce small events
-
-    @property
-    def heartbeat_interval(self) -> float | None: ...
-
-    @property
-    def socket_buffer(self) -> int: ...  # the client socket's SO_SNDBUF; 0: leave the kernel's
-
-    def written(self, nbytes: int, blocked_s: float) -> bytes:
-        """Account a write that stayed blocked `blocked_s`; events to send in reply (or b"")."""
-
-
-class EventSet(Protocol):
-    def metadata(self) -> bytes: ...
-    def heartbeat(self, progress: Progress) -> bytes: ...
-    def chunks(self, dones: list[ChunkDone]) -> bytes: ...  # consecutive; runs where they were computed
-    def completion(self, finished: Finished, wire_bytes: int) -> bytes: ...
-    def error(self, failed: Failed) -> bytes: ...
-
-
-def common_fields(kind: str, request_id: str) -> dict:
-    return {"type": kind, "request_id": request_id, "timestamp": round(time.time(), 3)}
-
-
-def error_fields(failed: Failed) -> dict[str, Any]:
-    """An error event's fields; a recoverable one says when and from where to resume."""
-    fields: dict[str, Any] = {
-        "error": failed.message,
-        "recoverable": failed.recoverable,
-        "chunk_index": failed.index,
-        "progress": failed.progress.fraction,
-    }
-    if failed.recoverable:
-        fields.update(retry_after_ms=failed.retry_after_ms, resume_from=failed.resume_from)
-    return fields
-
-
-def error_framing(failed: Failed) -> dict[str, Any]:
-    """A recoverable error carries the resume point as its id and the wait as `retry:`, so a
-    browser EventSource resumes at the right place after the right delay on its own."""
-    if not failed.recoverable:
-        return {}
-    return {"id": failed.resume_from, "retry_ms": failed.retry_after_ms}
-
-
-def resumed(spec: StreamSpec, store: CheckpointStore, fingerprints: FingerprintStore | None = None) -> StreamSpec:
+def resumed(spec: StreamSpec, runtime: Runtime) -> StreamSpec:
     """The spec of a reconnect: the original stream's request id, and where to continue.
 
-    Raises MalformedEventId, AlreadyComplete, or ResumeMismatch when the store's checkpoint,
-    or without one the stream's fingerprint, shows other parameters or other input (the input
+    Raises MalformedEventId, AlreadyComplete, or ResumeMismatch when the runtime's newest
+    checkpoint, or without one the stream's fingerprint, shows other parameters or other input (the input
     before it is read and hashed here, before the response starts).
     """
     last = EventId.parse(spec.resume_from)
     if last.done:
         raise AlreadyComplete
-    checkpoint = store.latest(last.request_id, last.after_chunk)
+    store = runtime.checkpoints
+    checkpoint = None if store is None else store.latest(last.request_id, last.after_chunk)
     if checkpoint is None:
-        fingerprint = None if fingerprints is None else fingerprints.get(last.request_id)
+        fingerprint = runtime.fingerprints.get(last.request_id)
         source = spec.source if fingerprint is None else verified(spec.source, spec.stream_key, fingerprint)
         return replace(spec, request_id=last.request_id, source=source, resume=Resume(last.after_chunk))
     if checkpoint.stream_key != spec.stream_key:
@@ -118,21 +56,16 @@ def resumed(spec: StreamSpec, store: CheckpointStore, fingerprints: FingerprintS
     return replace(spec, request_id=last.request_id, resume=Resume(last.after_chunk, checkpoint, input_hash))
 
 
-def is_large(spec: StreamSpec) -> bool:
-    return spec.source.size is None or spec.source.size > LARGE_INPUT_BYTES
-
-
 def event_stream(
+    runtime: Runtime,
     spec: StreamSpec,
     events: EventSet,
     *,
     client_socket=None,
-    on_computed: Callable[[int, int], None] | None = None,
-    checkpoints: CheckpointStore | None = None,
-    fingerprints: FingerprintStore | None = None,
     pacing: Pacing | None = None,
-) -> Iterator[bytes]:
+) -> Generator[bytes, None, None]:
     """The stream's bytes; `wire_bytes` in the completion counts every byte sent before it.
+    The runtime's checkpoint store (when checkpoints are on) and fingerprints make it resumable.
 
     With `pacing`, events are coalesced up to its write buffer (never held while the stream
     waits for its next result), written in pieces of at most that size, and the time each
@@ -142,14 +75,15 @@ def event_stream(
     headers go out at once, then the events after the resume point.
     """
     source = spec.source
-    if fingerprints is not None and spec.resume is None:
-        source = Fingerprinting(source, spec.request_id, spec.stream_key, fingerprints)
+    if spec.resume is None:
+        source = Fingerprinting(source, spec.request_id, spec.stream_key, runtime.fingerprints)
+    checkpoints = runtime.checkpoints
     pump = Pump(
-        spec.params, source, spec.chunk_size, events.chunks,
-        client_socket=client_socket, on_computed=on_computed, resume=spec.resume,
+        runtime, spec.params, source, spec.chunk_size, events.chunks,
+        client_socket=client_socket, resume=spec.resume,
         on_checkpoint=None if checkpoints is None else _saver(spec, checkpoints),
     )
-    shutdown.track(pump)
+    runtime.drain.track(pump)
     sent = 0
     try:
         if spec.resume is None:
@@ -196,7 +130,7 @@ def event_stream(
                     sent += len(reply)
                     yield reply
     finally:
-        shutdown.untrack(pump)
+        runtime.drain.untrack(pump)
         pump.close()
 
 

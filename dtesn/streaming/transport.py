@@ -11,11 +11,9 @@ stream's heartbeats), small ones on the hub, where a thread costs more.
 from __future__ import annotations
 
 import zlib
-from typing import Iterator
+from collections.abc import Callable, Generator, Iterator
 
 import brotli
-
-from .offload import submit_aside
 
 #: Preference order when a client accepts several.
 ENCODINGS = ("br", "gzip")
@@ -50,12 +48,16 @@ class _Brotli:
         return self._c.finish()
 
 
-def encode(events: Iterator[bytes], encoding: str) -> Iterator[bytes]:
-    """`events`, compressed with `encoding` ("br" or "gzip"), one flushed piece per event."""
+Aside = Callable[[Callable[[bytes], bytes], bytes], bytes]  # runs fn(data) off the hub, waits cooperatively
+
+
+def encode(events: Iterator[bytes], encoding: str, aside: Aside) -> Generator[bytes, None, None]:
+    """`events`, compressed with `encoding` ("br" or "gzip"), one flushed piece per event;
+    large events compressed by `aside` (the runtime's aside threads)."""
     codec = _Brotli() if encoding == "br" else _Gzip()
     try:
         for data in events:
-            yield codec.piece(data) if len(data) <= INLINE_BYTES else submit_aside(codec.piece, data).get()
+            yield codec.piece(data) if len(data) <= INLINE_BYTES else aside(codec.piece, data)
         yield codec.end()
     finally:
         close = getattr(events, "close", None)

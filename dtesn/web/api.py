@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, request
 
 from .. import __version__
-from ..engine import ParameterError, ReservoirParams, membrane_tree, session, weight_cache
-from ..streaming.offload import run_blocking, running_tasks
-from ..streaming.source import InputTooLarge, read_all
-from .errors import APIError
+from ..engine import ReservoirParams, membrane_tree
+from ..storage.source import InputTooLarge, read_all
+from .errors import APIError, json_response
 from .request_model import COMMON_FIELDS, ENGINE_FIELDS, parse_fields, parse_request
+from .state import BLUEPRINT, kit
 
-bp = Blueprint("api", __name__, url_prefix="/deep_tree_echo")
+bp = Blueprint("api", __name__)
 health_bp = Blueprint("health", __name__)
 
 STREAMING_ENDPOINTS = ("stream_process", "stream_chunks", "stream_large_dataset", "stream_optimized")
@@ -22,16 +22,17 @@ STREAMING_ENDPOINTS = ("stream_process", "stream_chunks", "stream_large_dataset"
 @health_bp.get("/health")
 def health():
     """Liveness for load balancers and the test fixture: answers without touching the engine."""
-    return jsonify({"status": "ok", "version": __version__})
+    return json_response({"status": "ok", "version": __version__})
 
 
 @bp.get("/")
 def index():
     """What this service offers: endpoints, accepted fields and limits, version."""
-    settings = current_app.config["DTESN_SETTINGS"]
+    state = kit()
+    settings = state.settings
     endpoints = []
     for rule in current_app.url_map.iter_rules():
-        if rule.endpoint == "static":
+        if not rule.endpoint.startswith((BLUEPRINT + ".", health_bp.name + ".")):  # not the host's own
             continue
         view = current_app.view_functions[rule.endpoint]
         endpoints.append({
@@ -39,7 +40,7 @@ def index():
             "methods": sorted(rule.methods - {"HEAD", "OPTIONS"}),
             "description": (view.__doc__ or "").strip().split("\n")[0],
         })
-    return jsonify({
+    return json_response({
         "service": "dtesn-stream",
         "version": __version__,
         "endpoints": sorted(endpoints, key=lambda e: e["path"]),
@@ -57,14 +58,15 @@ def index():
 def process():
     """Process a whole (small) input and answer with every feature as one JSON document."""
     started = time.perf_counter()
-    settings = current_app.config["DTESN_SETTINGS"]
+    state = kit()
+    settings = state.settings
     parsed = parse_request(request, max_body_bytes=settings.max_body_bytes, json_max_bytes=settings.json_max_bytes,
-                           body_timeout=settings.body_timeout, datasets=current_app.extensions["dtesn.datasets"])
+                           body_timeout=settings.body_timeout, datasets=state.runtime.datasets)
     cap = settings.process_max_bytes
     too_large = APIError(
         413,
         f"/process computes at most {cap} bytes in one response; stream larger inputs with "
-        + ", ".join(f"/deep_tree_echo/{name}" for name in STREAMING_ENDPOINTS),
+        + ", ".join(f"{state.url_prefix}/{name}" for name in STREAMING_ENDPOINTS),
         "input_data",
     )
     if parsed.source.size is not None and parsed.source.size > cap:
@@ -79,10 +81,11 @@ def process():
 
     params = parsed.params
     compute_started = time.perf_counter()
-    result = run_blocking(lambda: session(params).feed(data, final=True))
+    runtime = state.runtime
+    result = runtime.pool.run(lambda: runtime.session(params).feed(data, final=True))
     compute_s = time.perf_counter() - compute_started
-    current_app.extensions["dtesn.metrics"].processed(len(data), result.steps)
-    return jsonify({
+    runtime.metrics.processed(len(data), result.steps)
+    return json_response({
         "request_id": request.environ.get("dtesn.request_id"),
         "metadata": {
             "input_bytes": len(data),
@@ -110,8 +113,7 @@ def process():
 @bp.get("/status")
 def status():
     """Live counters of the worker that answers: streams, requests, bytes, engine cache."""
-    metrics = current_app.extensions["dtesn.metrics"]
-    return jsonify({**metrics.snapshot(), "compute_tasks": running_tasks(), "engine_cache": weight_cache.info()})
+    return json_response(kit().runtime.status())
 
 
 MEMBRANE_FIELDS = (ENGINE_FIELDS[0], ENGINE_FIELDS[1])
@@ -121,9 +123,6 @@ MEMBRANE_FIELDS = (ENGINE_FIELDS[0], ENGINE_FIELDS[1])
 def membrane_info():
     """The membrane tree for membrane_depth (and neurons per membrane for esn_size)."""
     values = parse_fields(request.args, MEMBRANE_FIELDS)
-    try:
-        params = ReservoirParams(membrane_depth=values["membrane_depth"], esn_size=values["esn_size"])
-    except ParameterError as exc:
-        raise APIError(400, exc.message, exc.field) from None
+    params = ReservoirParams(membrane_depth=values["membrane_depth"], esn_size=values["esn_size"])
     tree = membrane_tree(params.membrane_depth)
-    return jsonify({**tree.describe(params.neurons_per_membrane), "esn_size": params.esn_size, "neurons": params.neurons})
+    return json_response({**tree.describe(params.neurons_per_membrane), "esn_size": params.esn_size, "neurons": params.neurons})

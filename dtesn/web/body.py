@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import BinaryIO
 
-from ..streaming.shutdown import end_connection
-from ..streaming.source import BodyError, BodyTimeout, MalformedBody, TruncatedBody
+from ..runtime.connections import end_connection
+from ..storage.source import BodyError, BodyTimeout, MalformedBody, TruncatedBody
 
 try:
     from gunicorn.http.errors import NoMoreData, ParseException

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify, request, url_for
+from flask import Blueprint, Response, request, url_for
 
-from ..streaming.datasets import DatasetNotFound, DatasetStore, StoreFull, StoreUnavailable
-from ..streaming.source import InputTooLarge
+from ..storage.datasets import DatasetNotFound, DatasetStore
+from ..storage.source import InputTooLarge
 from .body import CheckedBody
-from .errors import APIError
+from .errors import APIError, json_response
 from .request_model import RAW_TYPES, refuse_encoded_body
+from .state import kit
 
-bp = Blueprint("datasets", __name__, url_prefix="/deep_tree_echo/datasets")
+bp = Blueprint("datasets", __name__)
 
 
 def _store() -> DatasetStore:
-    return current_app.extensions["dtesn.datasets"]
+    store = kit().runtime.datasets
+    if store is None:  # a runtime built without one (Runtime.create(datasets=False))
+        raise DatasetNotFound("datasets are off")
+    return store
 
 
 @bp.post("")
@@ -29,40 +33,25 @@ def upload():
     if size == 0 or (size is None and "chunked" not in request.headers.get("Transfer-Encoding", "").lower()):
         raise APIError(400, "the dataset is empty: send its bytes as the request body", None)
     refuse_encoded_body(request)
-    body = CheckedBody(request.environ, current_app.config["DTESN_SETTINGS"].body_timeout)
+    body = CheckedBody(request.environ, kit().settings.body_timeout)
     try:
         dataset = store.create(body, size)
     except InputTooLarge:
         raise APIError(413, f"a dataset is at most {store.max_bytes} bytes", None) from None
-    except StoreFull:
-        raise APIError(507, "the dataset store is full: delete datasets or try later", None,
-                       {"Retry-After": "60"}) from None
-    except StoreUnavailable as exc:
-        raise APIError(503, f"datasets cannot be stored right now: {exc}", None, {"Retry-After": "60"}) from None
     if dataset.bytes == 0:
         store.delete(dataset.dataset_id)
         raise APIError(400, "the dataset is empty: send its bytes as the request body", None)
-    response = jsonify(dataset.to_json())
-    response.status_code = 201
-    response.headers["Location"] = url_for("datasets.describe", dataset_id=dataset.dataset_id)
-    return response
+    return json_response(dataset.to_json(), 201, {"Location": url_for(".describe", dataset_id=dataset.dataset_id)})
 
 
 @bp.get("/<dataset_id>")
 def describe(dataset_id: str):
     """A dataset's size, sha256 and expiry."""
-    return jsonify(_found(lambda: _store().get(dataset_id)).to_json())
+    return json_response(_store().get(dataset_id).to_json())
 
 
 @bp.delete("/<dataset_id>")
 def delete(dataset_id: str):
     """Remove a dataset now (a stream already reading it finishes)."""
-    _found(lambda: _store().delete(dataset_id))
+    _store().delete(dataset_id)
     return Response(status=204)
-
-
-def _found(action):
-    try:
-        return action()
-    except DatasetNotFound:
-        raise APIError(404, "no such dataset (unknown, deleted or expired)", "dataset_id") from None

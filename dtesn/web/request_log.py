@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import logging
 import re
-import secrets
 import sys
 import time
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+
+from ..streaming.resume import new_request_id
 
 HEADER = "X-Request-ID"
 ENVIRON_KEY = "dtesn.request_id"
@@ -21,16 +22,21 @@ _VALID_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
 log = logging.getLogger("dtesn.access")
 
 
-def new_request_id() -> str:
-    """Random, URL-safe, 16 characters (at most 32 are accepted from clients)."""
-    return secrets.token_urlsafe(12)
-
-
 def stream_id(environ: dict) -> str:
     """The id a stream's events (and so its resumes) carry: always the server's own random one.
     A client's X-Request-ID names its log lines only: reused by another client, it would
     otherwise let that client's stream take over (or break) the first one's resume."""
     return new_request_id() if environ.get(CLIENT_CHOSE_KEY) else environ[ENVIRON_KEY]
+
+
+def assign_request_id(environ: dict) -> str:
+    """The request's id (the client's X-Request-ID when valid, else a new one), once per request."""
+    if ENVIRON_KEY not in environ:
+        incoming = environ.get("HTTP_X_REQUEST_ID", "")
+        from_client = bool(_VALID_ID.fullmatch(incoming))
+        environ[ENVIRON_KEY] = incoming if from_client else new_request_id()
+        environ[CLIENT_CHOSE_KEY] = from_client
+    return environ[ENVIRON_KEY]
 
 
 def configure_access_log() -> None:
@@ -48,11 +54,7 @@ class RequestLog:
         self.on_finish = on_finish
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        incoming = environ.get("HTTP_X_REQUEST_ID", "")
-        from_client = bool(_VALID_ID.fullmatch(incoming))
-        request_id = incoming if from_client else new_request_id()
-        environ[ENVIRON_KEY] = request_id
-        environ[CLIENT_CHOSE_KEY] = from_client
+        request_id = assign_request_id(environ)
         record = _Record(environ, request_id)
 
         def start(status: str, headers: list, exc_info=None):

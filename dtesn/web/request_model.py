@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from flask import Request
 
-from ..engine import RANGES, ParameterError, ReservoirParams
-from ..streaming.datasets import DatasetNotFound, DatasetStore
-from ..streaming.source import BytesSource, InputSource, InputTooLarge, StreamSource, read_all
+from ..engine import RANGES, ReservoirParams
+from ..storage.datasets import DatasetNotFound, DatasetStore
+from ..storage.source import BytesSource, InputSource, InputTooLarge, StreamSource, read_all
 from .body import CheckedBody
 from .errors import APIError
 
@@ -153,10 +154,7 @@ def parse_request(request: Request, extra: Sequence[Field] = (), *, max_body_byt
         raise APIError(413, f"input exceeds the limit of {max_body_bytes} bytes", "input_data")
 
     engine_values = {f.name: values.pop(f.name, f.default) for f in ENGINE_FIELDS}
-    try:
-        params = ReservoirParams(**engine_values)
-    except ParameterError as exc:
-        raise APIError(400, exc.message, exc.field) from None
+    params = ReservoirParams(**engine_values)  # ParameterError: a 400 naming the field (errors.py)
     mode = values.pop("processing_mode", "streaming")
     options = {f.name: values.get(f.name, f.default) for f in extra}
     source = raw_body or (BytesSource(text.encode("utf-8")) if text is not None else _open_dataset(datasets, dataset_id))
@@ -165,14 +163,10 @@ def parse_request(request: Request, extra: Sequence[Field] = (), *, max_body_byt
 
 
 def _open_dataset(datasets: DatasetStore | None, dataset_id: str) -> InputSource:
-    """Opened last, once everything else is valid."""
-    try:
-        if datasets is None:
-            raise DatasetNotFound(dataset_id)
-        return datasets.open(dataset_id)
-    except DatasetNotFound:
-        raise APIError(404, "no such dataset (unknown, deleted or expired): upload it to /deep_tree_echo/datasets",
-                       "dataset_id") from None
+    """Opened last, once everything else is valid (DatasetNotFound: a 404, errors.py)."""
+    if datasets is None:
+        raise DatasetNotFound(dataset_id)
+    return datasets.open(dataset_id)
 
 
 def parse_fields(args: Mapping[str, str], fields: Sequence[Field]) -> dict[str, Any]:

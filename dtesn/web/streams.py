@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
+from typing import cast
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 
+from ..runtime import Metrics, Runtime
+from ..storage.spool import Spooled
 from ..streaming import transport
 from ..streaming.bandwidth import HINTS, Tuner
 from ..streaming.chunk_events import ChunkEvents, ChunkOptions
@@ -13,15 +16,16 @@ from ..streaming.compression import CODECS
 from ..streaming.large_dataset_events import LargeDatasetEvents, PayloadOptions, optimal_chunk_size
 from ..streaming.optimized_events import OptimizedEvents, OptimizedOptions
 from ..streaming.payload import DTYPES, ENCODINGS
-from ..streaming.resume import AlreadyComplete, MalformedEventId, ResumeMismatch
+from ..streaming.resume import AlreadyComplete
 from ..streaming.send_guard import guard_sends
-from ..streaming.spool import Spooled
-from ..streaming.stream import EventSet, StreamSpec, event_stream, resumed
+from ..streaming.spec import EventSet, Pacing, StreamSpec
+from ..streaming.stream import event_stream, resumed
 from .errors import APIError
 from .request_log import stream_id
 from .request_model import Field, ProcessingRequest, parse_request
+from .state import kit
 
-bp = Blueprint("streams", __name__, url_prefix="/deep_tree_echo")
+bp = Blueprint("streams", __name__)
 
 STREAM_PROCESS_CHUNK_BYTES = 4096
 RETRY_AFTER_S = 1
@@ -99,8 +103,8 @@ def stream_optimized():
     """SSE shaped by a bandwidth policy (config/bandwidth.toml), or by the measured delivery rate."""
     parsed = _parse(OPTIMIZED_FIELDS)
     o = parsed.options
-    tuner = Tuner(current_app.extensions["dtesn.policies"], o["bandwidth_hint"])
-    settings = current_app.config["DTESN_SETTINGS"]
+    tuner = Tuner(kit().policies, o["bandwidth_hint"])
+    settings = kit().settings
     spec = _spec("stream_optimized", parsed, tuner.policy.chunk_size, tuner.policy.heartbeat_interval)
     options = OptimizedOptions(o["bandwidth_hint"], o["adaptive_compression"], o["enable_progressive_rendering"],
                                o["encoding"], o["dtype"], settings.heartbeat_interval or None)
@@ -123,15 +127,17 @@ def _codecs(text: str) -> tuple[str, ...]:
 
 
 def _parse(extra: tuple[Field, ...] = ()) -> ProcessingRequest:
-    settings = current_app.config["DTESN_SETTINGS"]
+    state = kit()
+    settings = state.settings
     return parse_request(request, (*extra, RESUME_FIELD), max_body_bytes=settings.max_body_bytes,
                          json_max_bytes=settings.json_max_bytes, body_timeout=settings.body_timeout,
-                         datasets=current_app.extensions["dtesn.datasets"])
+                         datasets=state.runtime.datasets)
 
 
 def _spec(endpoint: str, parsed: ProcessingRequest, chunk_size: int, heartbeat_default: float | None) -> StreamSpec:
     """`heartbeat_default` None turns heartbeats off; else DTESN_HEARTBEAT_INTERVAL may override it."""
-    settings = current_app.config["DTESN_SETTINGS"]
+    state = kit()
+    settings = state.settings
     return StreamSpec(
         endpoint=endpoint,
         request_id=stream_id(request.environ),
@@ -140,6 +146,7 @@ def _spec(endpoint: str, parsed: ProcessingRequest, chunk_size: int, heartbeat_d
         chunk_size=chunk_size,
         heartbeat_interval=None if heartbeat_default is None else settings.heartbeat_for(heartbeat_default),
         resume_from=request.headers.get("Last-Event-ID") or parsed.options["last_event_id"],
+        estimated_rate=state.runtime.rates.steps_per_sec(parsed.params),
     )
 
 
@@ -151,46 +158,44 @@ def _stream(spec: StreamSpec, make_events: Callable[[StreamSpec], EventSet], hea
     The stream is admitted first (a full worker refuses before reading anything); every
     answer other than a stream releases the admission and the input (a dataset's file).
     """
-    settings = current_app.config["DTESN_SETTINGS"]
-    metrics = current_app.extensions["dtesn.metrics"]
-    if not metrics.admit_stream(settings.max_streams):
+    runtime = kit().runtime
+    metrics = runtime.metrics
+    if not metrics.admit_stream(runtime.settings.max_streams):
         spec.source.close()
         raise APIError(503, "this worker serves its maximum number of streams; retry shortly", None,
                        {"Retry-After": str(RETRY_AFTER_S)})
-    store = current_app.extensions["dtesn.checkpoints"]
     try:
         if spec.resume_from:
-            spec = resumed(spec, store, current_app.extensions["dtesn.fingerprints"])
-    except (MalformedEventId, ResumeMismatch, AlreadyComplete) as exc:
+            spec = resumed(spec, runtime)
+    except Exception as exc:  # answered by the error table (errors.py), once admission is released
         metrics.stream_closed()
         spec.source.close()
         if isinstance(exc, AlreadyComplete):
             return Response(status=204, headers=SSE_HEADERS)
-        raise APIError(400 if isinstance(exc, MalformedEventId) else 409, str(exc), "last_event_id") from None
+        raise
     events = make_events(spec)
-    stream = event_stream(spec, events, checkpoints=store if settings.checkpoint_max_bytes else None,
-                          fingerprints=current_app.extensions["dtesn.fingerprints"],
-                          pacing=events if paced else None, client_socket=request.environ.get("gunicorn.socket"),
-                          on_computed=metrics.processed)
-    return _sse(stream, metrics, headers)
+    stream = event_stream(runtime, spec, events, pacing=cast(Pacing, events) if paced else None,
+                          client_socket=request.environ.get("gunicorn.socket"))
+    return _sse(stream, runtime, headers)
 
 
-def _sse(events: Iterator[bytes], metrics, headers: dict | None = None) -> Response:
+def _sse(events: Generator[bytes, None, None], runtime: Runtime, headers: dict | None = None) -> Response:
     """The response, counted until closed; compressed as a whole when the client accepts br or gzip."""
     encoding = request.accept_encodings.best_match(transport.ENCODINGS)
     headers = {**SSE_HEADERS, **(headers or {}), "Vary": "Accept-Encoding"}
     if encoding:
-        events = transport.encode(events, encoding)
+        events = transport.encode(events, encoding, lambda fn, data: runtime.pool.submit_aside(fn, data).get())
         headers["Content-Encoding"] = encoding
-    events = guard_sends(events, request.environ.get("gunicorn.socket"), current_app.config["DTESN_SETTINGS"].send_timeout)
-    return Response(_Counted(events, metrics), content_type="text/event-stream; charset=utf-8", headers=headers)
+    events = guard_sends(events, request.environ.get("gunicorn.socket"), runtime.settings.send_timeout)
+    return Response(_Counted(events, runtime.metrics), content_type="text/event-stream; charset=utf-8",
+                    headers=headers)
 
 
 class _Counted:
     """The stream's body, counted as open from admission until the server closes it (an
     iterable with close(), not a generator: a generator never started never runs its finally)."""
 
-    def __init__(self, events: Iterator[bytes], metrics) -> None:
+    def __init__(self, events: Generator[bytes, None, None], metrics: Metrics) -> None:
         self._events = events
         self._metrics = metrics
         self._closed = False

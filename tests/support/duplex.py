@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 
 def pattern(size: int, block: bytes = bytes(range(256)) * 256) -> Iterator[bytes]:

@@ -28,12 +28,17 @@ def free_port() -> int:
 class Server:
     """A gunicorn process running the app; `url` is its base address."""
 
-    def __init__(self, log_dir: Path, env: dict[str, str] | None = None, port: int | None = None) -> None:
+    def __init__(self, log_dir: Path, env: dict[str, str] | None = None, port: int | None = None,
+                 command: list[str] | None = None, ready_path: str = "/health") -> None:
+        """`command` (default: the Procfile's) runs from the repository root; its first word
+        is a script of this virtual environment."""
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_dir / f"server-{self.port}.log"
+        self.ready_path = ready_path
         bin_dir = Path(sys.executable).parent
-        command = [str(bin_dir / PROCFILE_COMMAND[0]), *PROCFILE_COMMAND[1:]]
+        command = command or PROCFILE_COMMAND
+        command = [str(bin_dir / command[0]), *command[1:]]
         full_env = {
             **os.environ,
             "DTESN_BIND": f"127.0.0.1:{self.port}",
@@ -42,6 +47,8 @@ class Server:
             **(env or {}),
         }
         self._log = self.log_path.open("wb")
+        if command[1:2] != ["-c"]:  # not our config: bind as it would
+            command += ["--bind", full_env["DTESN_BIND"]]
         self.process = subprocess.Popen(command, cwd=ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT)
         self._wait_ready()
 
@@ -51,7 +58,7 @@ class Server:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{self.log()}")
             try:
-                if requests.get(self.url + "/health", timeout=1).status_code == 200:
+                if requests.get(self.url + self.ready_path, timeout=1).status_code == 200:
                     return
             except (requests.ConnectionError, requests.Timeout):  # not listening yet, or booting slowly
                 pass

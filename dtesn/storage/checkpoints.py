@@ -8,12 +8,38 @@ input up to the resume point.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections import OrderedDict
-from typing import Callable, Protocol
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
 
-from .resume import Checkpoint
+from ..engine import Snapshot
+from .source import InputSource
+
+_SKIP_PIECE = 1 << 20
+
+
+class ResumeMismatch(Exception):
+    """The reconnect's parameters or input are not those of the stream it names."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The engine's exact state after chunk `index`, and what the input was up to there."""
+
+    stream_key: str  # endpoint, parameters and chunking: what a resume must match
+    index: int
+    offset: int  # input bytes consumed through chunk `index`
+    input_sha256: str  # of those bytes
+    snapshot: Snapshot
+
+    @property
+    def nbytes(self) -> int:
+        return self.snapshot.state.nbytes + len(self.snapshot.pending) + 256
+
 
 #: Checkpoints kept per stream. A client resumes behind the newest one by what is in flight
 #: (queue, socket buffers: often several batches), rarely far back; so past this count the
@@ -91,3 +117,23 @@ def _thinnest(kept: list[Checkpoint]) -> int:
         return (kept[k + 1].index - kept[k - 1].index) / (newest - kept[k].index)
 
     return min(range(1, len(kept) - 1), key=crowding)
+
+
+def skip_verified(source: InputSource, checkpoint: Checkpoint) -> hashlib._Hash:
+    """Read past the checkpoint's input, checking it is the input the checkpoint saw.
+
+    Runs before the response starts, so a different input is a 409 rather than a broken stream.
+    """
+    digest, left = hashlib.sha256(), checkpoint.offset
+    while left > 0:
+        piece = source.read(min(left, _SKIP_PIECE))
+        if not piece:
+            break
+        digest.update(piece)
+        left -= len(piece)
+    if left > 0 or digest.hexdigest() != checkpoint.input_sha256:
+        raise ResumeMismatch(
+            f"the input differs from the one this stream processed (its first {checkpoint.offset} bytes "
+            "do not match): resend the same body, or start a new stream without Last-Event-ID"
+        )
+    return digest

@@ -6,7 +6,7 @@ with the input's size.
 
 from __future__ import annotations
 
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 
 class InputTooLarge(Exception):
@@ -66,10 +66,14 @@ class BytesSource:
         pass
 
 
+class Readable(Protocol):
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
 class StreamSource:
     """A file-like body (a WSGI input stream), read with a hard byte limit."""
 
-    def __init__(self, stream: BinaryIO, size: int | None, limit: int) -> None:
+    def __init__(self, stream: Readable, size: int | None, limit: int) -> None:
         self._stream = stream
         self.size = size
         self._limit = limit

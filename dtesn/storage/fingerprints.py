@@ -14,10 +14,10 @@ import hashlib
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
-from .resume import ResumeMismatch
+from .checkpoints import ResumeMismatch
 from .source import InputSource
 
 HEAD_BYTES = 64 * 1024
