@@ -37,11 +37,13 @@ class _IterableSource:
         self.size: int | None = None
 
     def read(self, n: int) -> bytes:
-        while len(self._held) < n:
+        """Up to `n` bytes of the next block (fewer is fine: the pump reads until it has its
+        batch), so no block is copied more than once; b"" only at the end."""
+        while not self._held:
             block = next(self._blocks, None)
             if block is None:
-                break
-            self._held += bytes(block)
+                return b""
+            self._held = bytes(block)
         piece, self._held = self._held[:n], self._held[n:]
         return piece
 

@@ -11,7 +11,7 @@ import logging
 from typing import NamedTuple
 
 import orjson
-from flask import Blueprint, Response, request
+from flask import Response, request
 from werkzeug.exceptions import HTTPException
 
 from ..engine import ParameterError
@@ -94,7 +94,3 @@ def handle(exc: Exception) -> Response:
         return http_error(exc)
     return answer(exc) or unexpected(exc)
 
-
-def register_error_handlers(bp: Blueprint) -> None:
-    """On the kit's blueprint only: the host app's own errors and handlers stay its own."""
-    bp.register_error_handler(Exception, handle)

@@ -33,7 +33,7 @@ bp = Blueprint(BLUEPRINT, __name__)
 bp.register_blueprint(api_bp)
 bp.register_blueprint(streams_bp)
 bp.register_blueprint(datasets_bp, url_prefix="/datasets")
-bp.register_error_handler(Exception, handle)
+bp.register_error_handler(Exception, handle)  # the kit's views only: the host's handlers stay its own
 
 
 @bp.before_app_request
