@@ -5,20 +5,68 @@ DTESN_* environment (see the README), plus the PaaS conventions PORT and WEB_CON
 """
 
 import os
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 
 from dtesn.settings import Settings, SettingsError  # the installed package: pip install -e .
-from dtesn.storage.datasets import StoreUnavailable, usable_directory
+from dtesn.storage.datasets import usable_directory
+from dtesn.storage.errors import StoreUnavailable
 from dtesn.streaming.bandwidth import PolicyError, load_policies
+
+
+
+def _redis_refusal(url: str) -> str:
+    """Why Redis at `url` cannot be used ("" when it answers a PING), asked from a forked
+    child: the master must not import redis-py, which imports ssl, before gevent patches it
+    in the workers forked from here (gevent warns, and TLS connections could misbehave)."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: one PING, its answer down the pipe, then gone without cleanup
+        os.close(read)
+        try:
+            from dtesn.storage.redis_connection import connect
+
+            connect(url).close()
+            answer = b""
+        except StoreUnavailable as exc:
+            answer = str(exc).encode()
+        except BaseException as exc:  # noqa: BLE001 - reported by the master in one line
+            answer = f"{type(exc).__name__}: {exc}".encode()
+        os.write(write, answer)
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        answer = pipe.read()
+    os.waitpid(pid, 0)
+    return answer.decode(errors="replace")
+
 
 try:
     _settings = Settings.load()
     load_policies()
-    usable_directory(_settings.dataset_path)
+    if not _settings.redis_url:
+        usable_directory(_settings.dataset_path)
+    elif _refusal := _redis_refusal(_settings.redis_url):
+        sys.exit(f"dtesn-stream: invalid configuration: redis_url: {_refusal} (env DTESN_REDIS_URL)")
 except StoreUnavailable as exc:
     sys.exit(f"dtesn-stream: invalid configuration: dataset_dir {_settings.dataset_path}: {exc} (env DTESN_DATASET_DIR)")
 except (SettingsError, PolicyError) as exc:
     sys.exit(f"dtesn-stream: invalid configuration: {exc}")
+
+# Prometheus multiprocess mode (see dtesn/runtime/metrics.py): every worker writes its values
+# under one directory, which must be empty when the master starts (values of an earlier run
+# would be added in) and exist before a worker imports prometheus_client. A directory given
+# in PROMETHEUS_MULTIPROC_DIR is emptied; else one is made, and removed when the master exits.
+_metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+_made_metrics_dir = not _metrics_dir
+if _metrics_dir:
+    Path(_metrics_dir).mkdir(parents=True, exist_ok=True)
+    for _old in Path(_metrics_dir).glob("*.db"):
+        _old.unlink()
+else:
+    _metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="dtesn-metrics-")
 
 # One BLAS thread per worker: workers are the unit of parallelism, and several BLAS threads
 # per worker would fight over the same cores. Set before the workers import NumPy.
@@ -85,3 +133,15 @@ def post_worker_init(worker) -> None:
 
     kit(app).runtime.drain.watch(lambda: worker.alive, then=stop_keeping_alive)
     gc_pauses.shorten()  # last: what start-up created is frozen out of the collector's way
+
+
+def child_exit(server, worker) -> None:
+    """In the master, when a worker exits: its live gauges (active streams) stop counting."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid, _metrics_dir)
+
+
+def on_exit(server) -> None:
+    if _made_metrics_dir:
+        shutil.rmtree(_metrics_dir, ignore_errors=True)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 ENV_PREFIX = "DTESN_"
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 def config_dir() -> Path:
@@ -58,6 +59,8 @@ class Settings:
     dataset_max_bytes: int
     dataset_store_max_bytes: int
     dataset_ttl: float
+    redis_url: str
+    redis_prefix: str
 
     def __post_init__(self) -> None:
         _at_least("worker_connections", self.worker_connections, 1)
@@ -83,6 +86,9 @@ class Settings:
         _at_least("dataset_max_bytes", self.dataset_max_bytes, 1)
         _at_least("dataset_store_max_bytes", self.dataset_store_max_bytes, 1)
         _at_least("dataset_ttl", self.dataset_ttl, 1)
+        if self.redis_url and not self.redis_url.startswith(REDIS_SCHEMES):
+            raise SettingsError(f"redis_url must start with {', '.join(REDIS_SCHEMES)}, got {self.redis_url!r} "
+                                f"(env {ENV_PREFIX}REDIS_URL)")
         if self.process_max_bytes > self.max_body_bytes:
             raise SettingsError("process_max_bytes must not exceed max_body_bytes")
 

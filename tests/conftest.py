@@ -6,10 +6,13 @@ app:app`), on 127.0.0.1 and a free port, and stopped by its PID.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from dtesn.settings import Settings
 from dtesn.web import create_app
+from tests.support.redis_server import RedisServer, available as redis_available
 from tests.support.server import Server
 
 
@@ -43,3 +46,17 @@ def app():
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """A real redis-server for the tests that need one: skipped locally when it is not
+    installed (`apt-get install redis-server`), never in CI (CI=true), where it is an error."""
+    if not redis_available():
+        message = "redis-server is not installed: apt-get install redis-server (.ci/run does this)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()

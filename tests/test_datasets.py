@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from dtesn.storage.datasets import DatasetNotFound, DatasetStore, StoreFull
+from dtesn.storage.datasets import DatasetNotFound, DiskDatasetStore
+from dtesn.storage.errors import StoreFull
 from tests.support.sse import events
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,7 +106,7 @@ def test_expired_datasets_are_gone(start_server):
 
 def test_the_store_removes_expired_files_and_refuses_past_its_total(tmp_path):
     now = [1000.0]
-    store = DatasetStore(tmp_path, max_bytes=100, max_total_bytes=150, ttl_s=10, clock=lambda: now[0])
+    store = DiskDatasetStore(tmp_path, max_bytes=100, max_total_bytes=150, ttl_s=10, clock=lambda: now[0])
     first = store.create(io.BytesIO(bytes(100)), 100)
     with pytest.raises(StoreFull):
         store.create(io.BytesIO(bytes(100)), 100)

@@ -1,20 +1,24 @@
 """Where engine checkpoints wait for a reconnect: a bounded in-process store.
 
-The interface is three calls so that a shared store (Redis: a sorted set per stream, keyed
-by chunk index, with EXPIRE) can replace it when reconnects may land on another instance.
-A checkpoint that is gone costs time, never correctness: the stream recomputes from the
-input up to the resume point.
+The interface is two calls, so that a shared store (redis_checkpoints.py, chosen by
+DTESN_REDIS_URL) replaces it when reconnects may land on another worker or instance. A
+checkpoint that is gone costs time, never correctness: the stream recomputes from the input
+up to the resume point.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import struct
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
+
+import numpy as np
 
 from ..engine import Snapshot
 from .source import InputSource
@@ -40,6 +44,20 @@ class Checkpoint:
     def nbytes(self) -> int:
         return self.snapshot.state.nbytes + len(self.snapshot.pending) + 256
 
+    def to_bytes(self) -> bytes:
+        """A length-prefixed JSON header, then the snapshot: what a shared store keeps."""
+        header = json.dumps({"stream_key": self.stream_key, "index": self.index, "offset": self.offset,
+                             "input_sha256": self.input_sha256, "dtype": self.snapshot.state.dtype.str}).encode()
+        return struct.pack("<I", len(header)) + header + self.snapshot.to_bytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Checkpoint:
+        """Raises ValueError (or KeyError) on bytes that are not a checkpoint's."""
+        (length,) = struct.unpack_from("<I", data)
+        header = json.loads(data[4 : 4 + length])
+        snapshot = Snapshot.from_bytes(data[4 + length :], np.dtype(header.pop("dtype")))
+        return cls(**header, snapshot=snapshot)
+
 
 #: Checkpoints kept per stream. A client resumes behind the newest one by what is in flight
 #: (queue, socket buffers: often several batches), rarely far back; so past this count the
@@ -48,17 +66,19 @@ PER_STREAM = 8
 
 
 class CheckpointStore(Protocol):
+    kind: str
+
     def save(self, request_id: str, checkpoint: Checkpoint) -> None: ...
 
     def latest(self, request_id: str, at_most: int) -> Checkpoint | None:
         """The newest checkpoint of the stream at or before chunk `at_most`."""
 
-    def forget(self, request_id: str) -> None: ...
-
 
 class MemoryCheckpointStore:
     """Checkpoints expire `ttl_s` after their stream last saved one; the total stays under
     `max_bytes` by dropping the streams that saved least recently."""
+
+    kind = "memory"
 
     def __init__(self, ttl_s: float, max_bytes: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl_s = ttl_s
@@ -90,10 +110,6 @@ class MemoryCheckpointStore:
             self._evict()
             _, kept = self._streams.get(request_id, (0.0, []))
             return next((c for c in reversed(kept) if c.index <= at_most), None)
-
-    def forget(self, request_id: str) -> None:
-        with self._lock:
-            self._drop(request_id)
 
     def _evict(self) -> None:
         now = self._clock()

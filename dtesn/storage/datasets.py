@@ -1,4 +1,5 @@
 """Uploaded inputs on disk, so that every stream works with a plain GET (browser EventSource).
+(With DTESN_REDIS_URL they live in Redis instead: redis_datasets.py, the same interface.)
 
 A dataset is two files in one directory: `<id>` (the bytes) and `<id>.json` (size, sha256,
 expiry), both written under temporary names and renamed into place, so that every worker of
@@ -27,11 +28,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
-from .source import InputTooLarge
+from .errors import StoreFull, StoreUnavailable
+from .source import InputSource, InputTooLarge
 
-_ID = re.compile(r"[A-Za-z0-9_-]{32}")
+DATASET_ID = re.compile(r"[A-Za-z0-9_-]{32}")
 _PIECE = 1 << 20
 #: A chunked upload reserves store space this much at a time as it grows.
 RESERVE_STEP = 8 << 20
@@ -44,14 +46,6 @@ PURGE_EVERY_S = 60.0
 
 class DatasetNotFound(KeyError):
     pass
-
-
-class StoreFull(Exception):
-    """The store's byte cap, or the disk, has no room for this upload (HTTP 507)."""
-
-
-class StoreUnavailable(Exception):
-    """The directory cannot be written (read-only, permissions, I/O errors): HTTP 503."""
 
 
 @dataclass(frozen=True)
@@ -80,7 +74,28 @@ class FileSource:
         self._file.close()
 
 
-class DatasetStore:
+class DatasetStore(Protocol):
+    """What the API needs of a dataset store: this disk's (DiskDatasetStore) or Redis's
+    (redis_datasets.RedisDatasetStore), chosen by DTESN_REDIS_URL."""
+
+    kind: str
+    max_bytes: int
+    max_total_bytes: int
+
+    def create(self, stream: BinaryIO, size: int | None) -> Dataset: ...
+
+    def get(self, dataset_id: str) -> Dataset: ...
+
+    def open(self, dataset_id: str) -> InputSource: ...
+
+    def delete(self, dataset_id: str) -> None: ...
+
+    def total_bytes(self) -> int: ...
+
+
+class DiskDatasetStore:
+    kind = "disk"
+
     def __init__(self, directory: Path, max_bytes: int, max_total_bytes: int, ttl_s: float,
                  clock: Callable[[], float] = time.time) -> None:
         self.directory = directory
@@ -155,7 +170,7 @@ class DatasetStore:
         removed = 0
         for path in self.directory.iterdir():
             match = _LEFTOVER.fullmatch(path.name)
-            orphan = _ID.fullmatch(path.name) and not path.with_name(f"{path.name}.json").exists()
+            orphan = DATASET_ID.fullmatch(path.name) and not path.with_name(f"{path.name}.json").exists()
             temporary = not match and path.name.startswith(".") and path.name.endswith(".part")
             if (match and not _alive(int(match.group(2)))) or ((orphan or temporary) and _older_than(path, 60.0)):
                 path.unlink(missing_ok=True)
@@ -163,7 +178,7 @@ class DatasetStore:
         return removed
 
     def get(self, dataset_id: str) -> Dataset:
-        if not _ID.fullmatch(dataset_id):
+        if not DATASET_ID.fullmatch(dataset_id):
             raise DatasetNotFound(dataset_id)
         try:
             dataset = Dataset(**json.loads((self.directory / f"{dataset_id}.json").read_text()))
@@ -190,7 +205,7 @@ class DatasetStore:
         total = 0
         for path in self.directory.iterdir():
             try:
-                if _ID.fullmatch(path.name):
+                if DATASET_ID.fullmatch(path.name):
                     total += path.stat().st_size
                 elif path.name.endswith(".reserve") and _LEFTOVER.fullmatch(path.name):
                     total += int(path.read_text() or 0)

@@ -5,7 +5,8 @@ recomputes from the start, and before this it could not tell a different input o
 parameters from the original: it streamed another input's results under the old id. A
 fingerprint is the stream's key (endpoint, parameters, chunking) and the sha256 of its first
 HEAD_BYTES of input: about 150 bytes a stream, so a worker keeps many (MAX_STREAMS) for a
-day (TTL_S), oldest first out.
+day (TTL_S), oldest first out. With DTESN_REDIS_URL they live in Redis (redis_fingerprints.py),
+so a resume is checked on whichever instance it lands.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Protocol
 
 from .checkpoints import ResumeMismatch
 from .source import InputSource
@@ -31,8 +33,21 @@ class Fingerprint:
     head_bytes: int  # how much of the input the hash covers (less when the input is shorter)
     head_sha256: str
 
+    def to_json(self) -> dict:
+        return asdict(self)
 
-class FingerprintStore:
+
+class FingerprintStore(Protocol):
+    kind: str
+
+    def save(self, request_id: str, fingerprint: Fingerprint) -> None: ...
+
+    def get(self, request_id: str) -> Fingerprint | None: ...
+
+
+class MemoryFingerprintStore:
+    kind = "memory"
+
     def __init__(self, max_streams: int = MAX_STREAMS, ttl_s: float = TTL_S,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.max_streams = max_streams

@@ -32,12 +32,28 @@ RESUME_RETRY_MS = 1000
 
 
 def resumed(spec: StreamSpec, runtime: Runtime) -> StreamSpec:
-    """The spec of a reconnect: the original stream's request id, and where to continue.
+    """The spec of a reconnect: the original stream's request id, and where to continue;
+    counted in the runtime's metrics by how it went.
 
     Raises MalformedEventId, AlreadyComplete, or ResumeMismatch when the runtime's newest
     checkpoint, or without one the stream's fingerprint, shows other parameters or other input (the input
     before it is read and hashed here, before the response starts).
     """
+    results = runtime.metrics.resumes
+    try:
+        resumed_spec = _resumed(spec, runtime)
+    except AlreadyComplete:
+        results.labels("complete").inc()
+        raise
+    except ResumeMismatch:
+        results.labels("mismatch").inc()
+        raise
+    assert resumed_spec.resume is not None
+    results.labels("recompute" if resumed_spec.resume.checkpoint is None else "checkpoint").inc()
+    return resumed_spec
+
+
+def _resumed(spec: StreamSpec, runtime: Runtime) -> StreamSpec:
     last = EventId.parse(spec.resume_from)
     if last.done:
         raise AlreadyComplete
@@ -84,7 +100,10 @@ def event_stream(
         on_checkpoint=None if checkpoints is None else _saver(spec, checkpoints),
     )
     runtime.drain.track(pump)
-    sent = 0
+    metrics = runtime.metrics
+    sent, outcome = 0, "client_gone"  # unless the stream reaches its own end
+    started = last_event = time.monotonic()
+    first_result = True
     try:
         if spec.resume is None:
             last_id = chunk_id(spec.request_id, -1)
@@ -101,22 +120,28 @@ def event_stream(
         if pacing is not None:
             _size_send_buffer(client_socket, pacing.socket_buffer)
         for item in pump.items(interval):
+            now = time.monotonic()
             if isinstance(item, Batch):
                 out = item.events
                 last_id = chunk_id(spec.request_id, item.chunks[-1].index)
+                if first_result:
+                    metrics.first_event.observe(now - started)
+                    first_result = False
             elif isinstance(item, Heartbeat):
                 out = events.heartbeat(item.progress)
+                metrics.heartbeat_gap.observe(now - last_event)
             elif isinstance(item, Probe):
                 out = sse.comment()
             elif isinstance(item, Finished):
-                out = events.completion(item, sent)
+                out, outcome = events.completion(item, sent), "completed"
             elif isinstance(item, Interrupted):
-                out = events.error(Failed(item.reason, True, item.progress.chunks, item.progress,
-                                          retry_after_ms=RESUME_RETRY_MS, resume_from=last_id))
+                out, outcome = events.error(Failed(item.reason, True, item.progress.chunks, item.progress,
+                                                   retry_after_ms=RESUME_RETRY_MS, resume_from=last_id)), "interrupted"
             else:  # Failed: a recoverable one resumes after the last chunk the client has
                 if item.recoverable and item.resume_from is None:
                     item = replace(item, retry_after_ms=RETRY_MS, resume_from=last_id)
-                out = events.error(item)
+                out, outcome = events.error(item), "failed"
+            last_event = now
             sent += len(out)
             if pacing is None:
                 yield out
@@ -132,6 +157,7 @@ def event_stream(
     finally:
         runtime.drain.untrack(pump)
         pump.close()
+        metrics.stream_ended(spec.endpoint, outcome)
 
 
 def _paced_writes(data: bytes, pacing: Pacing) -> Generator[bytes, None, bytes]:

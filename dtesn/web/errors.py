@@ -16,7 +16,8 @@ from werkzeug.exceptions import HTTPException
 
 from ..engine import ParameterError
 from ..storage.checkpoints import ResumeMismatch
-from ..storage.datasets import DatasetNotFound, StoreFull, StoreUnavailable
+from ..storage.datasets import DatasetNotFound
+from ..storage.errors import StoreFull, StoreUnavailable
 from ..storage.source import BodyError, BodyTimeout
 from ..streaming.resume import MalformedEventId
 

@@ -15,7 +15,7 @@ from flask import Blueprint, Flask, request
 
 from ..runtime import Runtime
 from ..settings import Settings, SettingsError
-from ..storage.datasets import StoreUnavailable
+from ..storage.errors import StoreUnavailable
 from ..streaming.bandwidth import load_policies
 from .access import check_key
 from .api import bp as api_bp
@@ -82,6 +82,8 @@ class DTESN:
         try:
             runtime = Runtime.create(settings)
         except StoreUnavailable as exc:
+            if settings.redis_url:
+                raise SettingsError(f"redis_url: {exc} (env DTESN_REDIS_URL)") from None
             raise SettingsError(f"dataset_dir {settings.dataset_path}: {exc} (env DTESN_DATASET_DIR)") from None
         keys = tuple(key.strip().encode() for key in settings.api_keys.split(",") if key.strip())
         state = Kit(settings, runtime, load_policies(), self.url_prefix, keys)

@@ -160,7 +160,7 @@ def _stream(spec: StreamSpec, make_events: Callable[[StreamSpec], EventSet], hea
     """
     runtime = kit().runtime
     metrics = runtime.metrics
-    if not metrics.admit_stream(runtime.settings.max_streams):
+    if not metrics.admit_stream(spec.endpoint, runtime.settings.max_streams):
         spec.source.close()
         raise APIError(503, "this worker serves its maximum number of streams; retry shortly", None,
                        {"Retry-After": str(RETRY_AFTER_S)})
@@ -193,7 +193,8 @@ def _sse(events: Generator[bytes, None, None], runtime: Runtime, headers: dict |
 
 class _Counted:
     """The stream's body, counted as open from admission until the server closes it (an
-    iterable with close(), not a generator: a generator never started never runs its finally)."""
+    iterable with close(), not a generator: a generator never started never runs its finally),
+    and its bytes as they go to the client."""
 
     def __init__(self, events: Generator[bytes, None, None], metrics: Metrics) -> None:
         self._events = events
@@ -201,7 +202,10 @@ class _Counted:
         self._closed = False
 
     def __iter__(self) -> Iterator[bytes]:
-        return iter(self._events)
+        wire_bytes = self._metrics.wire_bytes
+        for piece in self._events:
+            wire_bytes.inc(len(piece))
+            yield piece
 
     def close(self) -> None:
         if not self._closed:

@@ -1,0 +1,156 @@
+"""Many instances as one: two gunicorn instances (separate masters and ports, two workers
+each) sharing one real Redis. A dataset uploaded through one streams through the other, a
+stream cut on one resumes on the other from its checkpoint, a Redis that stops mid-stream
+costs no stream, and each instance's /metrics adds up its workers."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.redis_server import RedisServer
+from tests.support.server import ROOT, Server, free_port
+from tests.support.sse import events, parse
+
+PARAMS = "esn_size=1024&membrane_depth=4&frame_size=2"  # 512 steps per 1024-byte chunk
+BODY = bytes(range(256)) * 320  # 80 KB: 80 chunks of 1024 bytes
+RAW = {"Content-Type": "application/octet-stream"}
+
+
+@pytest.fixture(scope="module")
+def instances(redis_server, tmp_path_factory):
+    env = {"DTESN_REDIS_URL": redis_server.url, "DTESN_REDIS_PREFIX": f"scale{secrets.token_hex(3)}:",
+           "WEB_CONCURRENCY": "2"}
+    a = Server(tmp_path_factory.mktemp("a"), env)
+    b = Server(tmp_path_factory.mktemp("b"), env)
+    yield a, b
+    a.stop()
+    b.stop()
+
+
+def metric(server: Server, name: str, **labels: str) -> float:
+    """A sample of the instance's /metrics (summed over its workers by prometheus_client)."""
+    response = requests.get(server.url + "/metrics", timeout=10)
+    assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/plain")
+    return sum(s.value for family in text_string_to_metric_families(response.text) for s in family.samples
+               if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+
+
+def stream(server: Server, endpoint: str, query: str = "", body: bytes | None = BODY, headers: dict | None = None,
+           method: str = "POST") -> requests.Response:
+    url = f"{server.url}/deep_tree_echo/{endpoint}?{PARAMS}{query}"
+    return requests.request(method, url, data=body, stream=True, timeout=60, headers={**RAW, **(headers or {})})
+
+
+def chunk_ids(evs) -> list[int]:
+    return [int(ev.id.rsplit(":", 1)[1]) for ev in evs if ev.id and "chunk" in ev.json["type"]]
+
+
+def test_a_dataset_uploaded_through_one_instance_streams_through_the_other(instances):
+    a, b = instances
+    data = bytes(range(251)) * 1200
+    up = requests.post(a.url + "/deep_tree_echo/datasets", data=data, headers=RAW, timeout=30)
+    assert up.status_code == 201, up.text
+    dataset_id = up.json()["dataset_id"]
+    assert requests.get(f"{b.url}/deep_tree_echo/datasets/{dataset_id}", timeout=10).json()["bytes"] == len(data)
+    through_b = list(events(stream(b, "stream_large_dataset", f"&dataset_id={dataset_id}", body=None, method="GET")))
+    direct = list(events(stream(a, "stream_large_dataset", body=data)))
+    assert through_b[-1].type == "large_dataset_completion" == direct[-1].type
+    assert through_b[-1].json["final_digest"] == direct[-1].json["final_digest"]
+    assert through_b[-1].json["total_bytes"] == len(data)
+    assert requests.delete(f"{b.url}/deep_tree_echo/datasets/{dataset_id}", timeout=10).status_code == 204
+    assert requests.get(f"{a.url}/deep_tree_echo/datasets/{dataset_id}", timeout=10).status_code == 404
+
+
+def test_a_stream_cut_on_one_instance_resumes_on_the_other_from_its_checkpoint(instances):
+    a, b = instances
+    whole = list(events(stream(a, "stream_chunks", "&chunk_size=1024")))
+    total_steps = whole[-1].json["total_steps"]
+    first = stream(a, "stream_chunks", "&chunk_size=1024")
+    before = []
+    for ev in events(first):
+        before.append(ev)
+        if chunk_ids([ev]) == [40]:
+            break
+    first.close()
+    steps_before = metric(b, "dtesn_engine_steps_total")
+    from_checkpoint = metric(b, "dtesn_resumes_total", result="checkpoint")
+    after = list(events(stream(b, "stream_chunks", "&chunk_size=1024", headers={"Last-Event-ID": before[-1].id})))
+    assert chunk_ids(after) == list(range(41, 80))  # every chunk once, across the two instances
+    assert after[-1].json["final_digest"] == whole[-1].json["final_digest"]
+    assert metric(b, "dtesn_resumes_total", result="checkpoint") == from_checkpoint + 1
+    computed_on_b = metric(b, "dtesn_engine_steps_total") - steps_before
+    assert 39 * 512 <= computed_on_b < total_steps  # only what follows the checkpoint
+
+
+def test_metrics_add_up_every_worker_and_match_what_was_done(instances):
+    a, _ = instances
+    names = ("dtesn_input_bytes_total", "dtesn_engine_steps_total", "dtesn_wire_bytes_total",
+             "dtesn_time_to_first_event_seconds_count")
+    before = {name: metric(a, name) for name in names}
+    completed = metric(a, "dtesn_streams_total", endpoint="stream_chunks", outcome="completed")
+    bodies = [BODY[: 1024 * n] for n in (3, 5, 8, 13)]
+    wire, steps = 0, 0
+    for body in bodies:  # four streams: both workers serve some (a connection each)
+        response = stream(a, "stream_chunks", "&chunk_size=1024", body=body, headers={"Accept-Encoding": "identity"})
+        raw = response.raw.read()
+        wire += len(raw)
+        steps += list(parse(iter([raw])))[-1].json["total_steps"]
+    assert metric(a, "dtesn_streams_total", endpoint="stream_chunks", outcome="completed") == completed + 4
+    assert metric(a, "dtesn_input_bytes_total") - before["dtesn_input_bytes_total"] == sum(map(len, bodies))
+    assert metric(a, "dtesn_engine_steps_total") - before["dtesn_engine_steps_total"] == steps
+    assert metric(a, "dtesn_wire_bytes_total") - before["dtesn_wire_bytes_total"] == wire
+    assert metric(a, "dtesn_time_to_first_event_seconds_count") - before["dtesn_time_to_first_event_seconds_count"] == 4
+    assert metric(a, "dtesn_active_streams") == 0
+    status = requests.get(a.url + "/deep_tree_echo/status", timeout=10).json()
+    assert status["stores"]["checkpoints"] == status["stores"]["datasets"] == "redis"
+
+
+def test_a_redis_that_stops_mid_stream_costs_no_stream_and_recovers(tmp_path):
+    redis_server = RedisServer(tmp_path)
+    srv = Server(tmp_path, {"DTESN_REDIS_URL": redis_server.url})
+    try:
+        response = stream(srv, "stream_chunks", "&chunk_size=1024", body=BODY * 3)
+        evs = events(response)
+        got = [next(evs) for _ in range(5)]
+        redis_server.stop()
+        got += list(evs)
+        assert got[-1].type == "completion" and len(chunk_ids(got)) == 240
+        refused = requests.post(srv.url + "/deep_tree_echo/datasets", data=b"x" * 1000, headers=RAW, timeout=30)
+        assert refused.status_code == 503 and "Redis" in refused.json()["error"]
+        redis_server.start()
+        up = requests.post(srv.url + "/deep_tree_echo/datasets", data=b"x" * 1000, headers=RAW, timeout=30)
+        assert up.status_code == 201, up.text
+        cut = stream(srv, "stream_chunks", "&chunk_size=1024")
+        before = []
+        for ev in events(cut):
+            before.append(ev)
+            if chunk_ids([ev]) == [30]:
+                break
+        cut.close()
+        resumed = list(events(stream(srv, "stream_chunks", "&chunk_size=1024", headers={"Last-Event-ID": before[-1].id})))
+        assert chunk_ids(resumed) == list(range(31, 80))
+        assert metric(srv, "dtesn_resumes_total", result="checkpoint") == 1  # checkpoints are written again
+        assert "checkpoint write skipped" in srv.log()  # said once, not per checkpoint
+        assert srv.log().count("checkpoint write skipped") == 1
+    finally:
+        srv.stop()
+        redis_server.stop()
+
+
+def test_start_up_fails_with_one_line_when_redis_is_unreachable():
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    gunicorn = str(Path(sys.executable).parent / "gunicorn")
+    done = subprocess.run([gunicorn, "-c", "config/gunicorn.conf.py", "app:app"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "DTESN_REDIS_URL": url, "DTESN_BIND": f"127.0.0.1:{free_port()}"})
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    assert done.returncode != 0 and len(lines) == 1, lines
+    assert lines[0].startswith(f"dtesn-stream: invalid configuration: redis_url: cannot reach Redis at {url}: ")
+    assert lines[0].endswith("(env DTESN_REDIS_URL)")
