@@ -16,7 +16,6 @@ from dtesn.storage.errors import StoreUnavailable
 from dtesn.streaming.bandwidth import PolicyError, load_policies
 
 
-
 def _redis_refusal(url: str) -> str:
     """Why Redis at `url` cannot be used ("" when it answers a PING), asked from a forked
     child: the master must not import redis-py, which imports ssl, before gevent patches it

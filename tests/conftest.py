@@ -12,7 +12,8 @@ import pytest
 
 from dtesn.settings import Settings
 from dtesn.web import create_app
-from tests.support.redis_server import RedisServer, available as redis_available
+from tests.support.redis_server import RedisServer
+from tests.support.redis_server import available as redis_available
 from tests.support.server import Server
 
 
