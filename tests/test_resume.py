@@ -10,7 +10,7 @@ import requests
 from dtesn.engine import ReservoirParams, session
 from dtesn.storage.checkpoints import PER_STREAM, MemoryCheckpointStore
 from dtesn.streaming.resume import Checkpoint, EventId, MalformedEventId
-from tests.support.sse import events
+from tests.support.sse import events, read_until_chunk
 
 # Slow enough per chunk that checkpoints (one per computed batch, ~50 ms of compute) fall between
 # chunk events: frame 2 makes 512 steps of each 1024-byte chunk.
@@ -37,17 +37,6 @@ def chunks_of(evs) -> dict[int, str]:
     """Chunk digests by the index in the event id."""
     return {int(ev.id.rsplit(":", 1)[1]): ev.json["digest"] if "digest" in ev.json else ev.json["result"]["digest"]
             for ev in evs if ev.id and "chunk" in ev.json["type"]}
-
-
-def read_until_chunk(response: requests.Response, index: int) -> list:
-    """Read events up to chunk `index`, then drop the connection."""
-    got = []
-    for ev in events(response):
-        got.append(ev)
-        if ev.id and ev.id.endswith(f":{index}"):
-            break
-    response.close()
-    return got
 
 
 @pytest.fixture(scope="module")

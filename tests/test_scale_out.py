@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.redis_server import RedisServer
 from tests.support.server import ROOT, Server, free_port
-from tests.support.sse import events, parse
+from tests.support.sse import events, parse, read_until_chunk
 
 PARAMS = "esn_size=1024&membrane_depth=4&frame_size=2"  # 512 steps per 1024-byte chunk
 BODY = bytes(range(256)) * 320  # 80 KB: 80 chunks of 1024 bytes
@@ -73,13 +73,7 @@ def test_a_stream_cut_on_one_instance_resumes_on_the_other_from_its_checkpoint(i
     a, b = instances
     whole = list(events(stream(a, "stream_chunks", "&chunk_size=1024")))
     total_steps = whole[-1].json["total_steps"]
-    first = stream(a, "stream_chunks", "&chunk_size=1024")
-    before = []
-    for ev in events(first):
-        before.append(ev)
-        if chunk_ids([ev]) == [40]:
-            break
-    first.close()
+    before = read_until_chunk(stream(a, "stream_chunks", "&chunk_size=1024"), 40)
     steps_before = metric(b, "dtesn_engine_steps_total")
     from_checkpoint = metric(b, "dtesn_resumes_total", result="checkpoint")
     after = list(events(stream(b, "stream_chunks", "&chunk_size=1024", headers={"Last-Event-ID": before[-1].id})))
@@ -128,13 +122,7 @@ def test_a_redis_that_stops_mid_stream_costs_no_stream_and_recovers(tmp_path):
         redis_server.start()
         up = requests.post(srv.url + "/deep_tree_echo/datasets", data=b"x" * 1000, headers=RAW, timeout=30)
         assert up.status_code == 201, up.text
-        cut = stream(srv, "stream_chunks", "&chunk_size=1024")
-        before = []
-        for ev in events(cut):
-            before.append(ev)
-            if chunk_ids([ev]) == [30]:
-                break
-        cut.close()
+        before = read_until_chunk(stream(srv, "stream_chunks", "&chunk_size=1024"), 30)
         resumed = list(events(stream(srv, "stream_chunks", "&chunk_size=1024", headers={"Last-Event-ID": before[-1].id})))
         assert chunk_ids(resumed) == list(range(31, 80))
         assert metric(srv, "dtesn_resumes_total", result="checkpoint") == 1  # checkpoints are written again

@@ -59,3 +59,14 @@ def parse(chunks: Iterator[bytes]) -> Iterator[Event]:
 
 def events(response) -> Iterator[Event]:
     return parse(response.iter_content(chunk_size=None))
+
+
+def read_until_chunk(response, index: int) -> list[Event]:
+    """Read events up to chunk `index` (by its event id), then drop the connection."""
+    got = []
+    for ev in events(response):
+        got.append(ev)
+        if ev.id and ev.id.endswith(f":{index}"):
+            break
+    response.close()
+    return got
