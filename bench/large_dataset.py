@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
+from dtesn.client.duplex import DuplexResponse, pattern
 from dtesn.engine import ReservoirParams, Session, build_weights
 from dtesn.streaming.large_dataset_events import optimal_chunk_size
 from dtesn.streaming.pump import BATCH_BYTES
-from tests.support.duplex import DuplexResponse, pattern
 from tests.support.server import Server
 from tests.support.sse import parse
 

@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 
 from bench.large_dataset import english_text
+from dtesn.client.duplex import DuplexResponse
 from dtesn.streaming.bandwidth import ORDER
 from dtesn.streaming.payload import decode_features
-from tests.support.duplex import DuplexResponse
 from tests.support.server import Server
 from tests.support.sse import parse
 

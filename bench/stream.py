@@ -21,8 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from dtesn.client.duplex import DuplexResponse, pattern
 from dtesn.engine import ReservoirParams, Session, build_weights
-from tests.support.duplex import DuplexResponse, pattern
 from tests.support.server import Server
 from tests.support.sse import events
 

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import requests
 
+from dtesn.client.duplex import DuplexResponse, pattern
 from dtesn.engine import ReservoirParams, session
 from dtesn.streaming.payload import PayloadEncoder
-from tests.support.duplex import DuplexResponse, pattern
 from tests.support.sse import events, parse
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import requests
 
+from dtesn.client.duplex import DuplexResponse, pattern
 from dtesn.engine import ReservoirParams, session
 from dtesn.streaming.bandwidth import PolicyError, load_policies
 from dtesn.streaming.payload import decode_features
-from tests.support.duplex import DuplexResponse, pattern
 from tests.support.sse import events, parse
 
 POLICIES = load_policies()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support.duplex import DuplexResponse, pattern
+from dtesn.client.duplex import DuplexResponse, pattern
 from tests.support.sse import events
 
 HEARTBEAT = 0.3

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import requests
 
+from dtesn.client.duplex import DuplexResponse, pattern
 from dtesn.engine import ReservoirParams, session
 from dtesn.streaming.compression import unpack
-from tests.support.duplex import DuplexResponse, pattern
 from tests.support.sse import events
 
 TEXT = ("Deep tree echo state networks stream their states. " * 200).encode()

@@ -2,7 +2,9 @@
 
 `requests` (like most simple clients) sends the whole body before reading: once the response
 outgrows the socket buffers, server and client would both wait on each other. curl, browsers
-and this client do both at once, which is what a large raw-body stream needs.
+and this client do both at once, which is what a large raw-body stream needs, and what a
+load test of a live feed needs (its events arrive while its body is still being sent). Used
+by the Locust user (locust.py), the tests and the benchmarks; plain HTTP only.
 """
 
 from __future__ import annotations
@@ -20,23 +22,28 @@ def pattern(size: int, block: bytes = bytes(range(256)) * 256) -> Iterator[bytes
 
 
 class DuplexResponse:
-    def __init__(self, port: int, path: str, body: Iterable[bytes], size: int | None = None,
+    def __init__(self, port: int, path: str, body: Iterable[bytes] | None, size: int | None = None,
                  content_type: str = "application/octet-stream", rcvbuf: int | None = None,
-                 headers: dict[str, str] | None = None) -> None:
-        """`rcvbuf` shrinks the receive buffer (set before connecting, as the kernel requires),
+                 headers: dict[str, str] | None = None, host: str = "127.0.0.1") -> None:
+        """A POST of `body` (`size` bytes, or chunked when None), or a GET when `body` is None.
+        `rcvbuf` shrinks the receive buffer (set before connecting, as the kernel requires),
         so that a slow reader makes the server's writes block soon."""
         self.started = time.monotonic()
         self.sock = socket.socket()
         if rcvbuf is not None:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        self.sock.connect(("127.0.0.1", port))
-        length = f"Content-Length: {size}" if size is not None else "Transfer-Encoding: chunked"
+        self.sock.connect((host, port))
         extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
-        self.sock.sendall((f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
-                           f"{extra}{length}\r\n\r\n").encode())
+        if body is None:
+            request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n"
+        else:
+            length = f"Content-Length: {size}" if size is not None else "Transfer-Encoding: chunked"
+            request = f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\n{extra}{length}\r\n\r\n"
+        self.sock.sendall(request.encode())
         self._stop = threading.Event()
-        self._sender = threading.Thread(target=self._send, args=(body, size is None), daemon=True)
-        self._sender.start()
+        self._sender = threading.Thread(target=self._send, args=(body or (), size is None), daemon=True)
+        if body is not None:
+            self._sender.start()
         self._buffer = b""
         head = self._read_until(b"\r\n\r\n")
         status_line, *header_lines = head.decode("latin-1").split("\r\n")
@@ -85,4 +92,5 @@ class DuplexResponse:
         except OSError:
             pass
         self.sock.close()
-        self._sender.join()
+        if self._sender.is_alive():
+            self._sender.join()
