@@ -11,6 +11,7 @@ settings are in place (the master imports NumPy only later, to compile the kerne
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import tomllib
 from collections.abc import Mapping
@@ -20,6 +21,7 @@ from typing import Any
 
 ENV_PREFIX = "DTESN_"
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+_ORIGIN = re.compile(r"https?://[^/\s,]+")
 
 
 def config_dir() -> Path:
@@ -45,6 +47,7 @@ class Settings:
     graceful_timeout: int
     keepalive: int
     api_keys: str
+    cors_origins: str
     max_body_bytes: int
     process_max_bytes: int
     body_timeout: float
@@ -86,6 +89,10 @@ class Settings:
         _at_least("dataset_max_bytes", self.dataset_max_bytes, 1)
         _at_least("dataset_store_max_bytes", self.dataset_store_max_bytes, 1)
         _at_least("dataset_ttl", self.dataset_ttl, 1)
+        bad_origins = [o for o in (o.strip() for o in self.cors_origins.split(",")) if o and o != "*" and not _ORIGIN.fullmatch(o)]
+        if bad_origins:
+            raise SettingsError(f"cors_origins: {bad_origins[0]!r} is not an origin (scheme://host[:port], or *) "
+                                f"(env {ENV_PREFIX}CORS_ORIGINS)")
         if self.redis_url and not self.redis_url.startswith(REDIS_SCHEMES):
             raise SettingsError(f"redis_url must start with {', '.join(REDIS_SCHEMES)}, got {self.redis_url!r} "
                                 f"(env {ENV_PREFIX}REDIS_URL)")

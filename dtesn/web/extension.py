@@ -20,6 +20,7 @@ from ..streaming.bandwidth import load_policies
 from .access import check_key
 from .api import bp as api_bp
 from .body import after_response
+from .cors import CORS
 from .datasets import bp as datasets_bp
 from .errors import handle, http_error
 from .request_log import HEADER, assign_request_id
@@ -38,12 +39,16 @@ bp.register_error_handler(Exception, handle)  # the kit's views only: the host's
 
 @bp.before_app_request
 def _under_prefix():
-    """The kit's refusals that come before a view: a path under the prefix that matches no
-    route (the blueprint's own handlers never see routing errors), and a missing API key."""
+    """What comes before a view under the prefix: a CORS preflight's answer, and the kit's
+    refusals (a path that matches no route: the blueprint's own handlers never see routing
+    errors; a missing API key)."""
     state = kit()
     if not state.under_prefix(request.path):
         return None
     assign_request_id(request.environ)
+    preflight = state.cors.preflight()
+    if preflight is not None:
+        return preflight
     if request.routing_exception is not None:
         return http_error(request.routing_exception)  # type: ignore[arg-type]
     return check_key(state.api_keys)
@@ -53,9 +58,11 @@ def _under_prefix():
 def _settle(response):
     """Under the prefix: the request id on the answer, and a connection whose body failed
     shut once the answer is done (see body.py)."""
-    if kit().under_prefix(request.path):
+    state = kit()
+    if state.under_prefix(request.path):
         environ = request.environ
         response.headers.setdefault(HEADER, assign_request_id(environ))
+        state.cors.mark(response)
         response.call_on_close(lambda: after_response(environ))
     return response
 
@@ -86,7 +93,7 @@ class DTESN:
                 raise SettingsError(f"redis_url: {exc} (env DTESN_REDIS_URL)") from None
             raise SettingsError(f"dataset_dir {settings.dataset_path}: {exc} (env DTESN_DATASET_DIR)") from None
         keys = tuple(key.strip().encode() for key in settings.api_keys.split(",") if key.strip())
-        state = Kit(settings, runtime, load_policies(), self.url_prefix, keys)
+        state = Kit(settings, runtime, load_policies(), self.url_prefix, keys, CORS(settings.cors_origins))
         app.extensions[EXTENSION_KEY] = state
         app.register_blueprint(bp, url_prefix=self.url_prefix)
         return state

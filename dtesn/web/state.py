@@ -9,6 +9,7 @@ from flask import Flask, current_app
 from ..runtime import Runtime
 from ..settings import Settings
 from ..streaming.bandwidth import Policy
+from .cors import CORS
 
 EXTENSION_KEY = "dtesn"
 BLUEPRINT = "dtesn"  # the kit's blueprint: its endpoints are named dtesn.<area>.<view>
@@ -23,6 +24,7 @@ class Kit:
     policies: dict[str, Policy]
     url_prefix: str
     api_keys: tuple[bytes, ...]
+    cors: CORS
 
     def under_prefix(self, path: str) -> bool:
         return path == self.url_prefix or path.startswith(self.url_prefix + "/")
