@@ -37,6 +37,7 @@ class OptimizedOptions:
     encoding: str
     dtype: str
     heartbeat_override: float | None  # DTESN_HEARTBEAT_INTERVAL, when set
+    codecs: tuple[str, ...] = CODECS  # what the client can decode (a browser: gzip, zlib)
 
 
 class OptimizedEvents(LargeDatasetEvents):
@@ -54,7 +55,11 @@ class OptimizedEvents(LargeDatasetEvents):
         }
 
     def _payload_options(self, policy: Policy) -> PayloadOptions:
-        codecs = CODECS if self.optimized.adaptive_compression else (policy.codec,)
+        allowed = self.optimized.codecs
+        if self.optimized.adaptive_compression:
+            codecs = allowed
+        else:  # the policy's codec, unless the client cannot decode it
+            codecs = (policy.codec,) if policy.codec in allowed else allowed[:1]
         return PayloadOptions(policy.compression_level, self.optimized.encoding, self.optimized.dtype, codecs)
 
     def chunk_type(self, options: PayloadOptions) -> str:

@@ -42,6 +42,7 @@ OPTIMIZED_FIELDS = (
     Field("enable_progressive_rendering", bool, False),
     Field("encoding", str, "base64", choices=ENCODINGS),
     Field("dtype", str, "float32", choices=tuple(DTYPES)),
+    Field("codecs", str, ",".join(CODECS)),
 )
 #: The query form of the Last-Event-ID header (which wins when both are sent: a browser
 #: updates the header on each reconnect, while the URL keeps its first value).
@@ -107,7 +108,7 @@ def stream_optimized():
     settings = kit().settings
     spec = _spec("stream_optimized", parsed, tuner.policy.chunk_size, tuner.policy.heartbeat_interval)
     options = OptimizedOptions(o["bandwidth_hint"], o["adaptive_compression"], o["enable_progressive_rendering"],
-                               o["encoding"], o["dtype"], settings.heartbeat_interval or None)
+                               o["encoding"], o["dtype"], settings.heartbeat_interval or None, _codecs(o["codecs"]))
     headers = {
         "X-Bandwidth-Hint": o["bandwidth_hint"],
         "X-Adaptive-Compression": str(o["adaptive_compression"]).lower(),
