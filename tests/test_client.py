@@ -151,3 +151,24 @@ def test_a_fatal_error_event_exits_1(redis_server, start_server, tmp_path):
         if cli.poll() is None:
             cli.kill()
     assert cli.returncode == 1 and "deleted or expired" in stderr
+
+
+def test_the_cli_draws_a_progress_bar_when_stderr_is_a_terminal(server):
+    import pty
+
+    leader, follower = pty.openpty()
+    done = subprocess.run([CLI, "stream_chunks", "--url", server.url, "--data", "progress " * 4000,
+                           "--param", "chunk_size=1024"], stdout=subprocess.PIPE, stderr=follower, timeout=60)
+    os.close(follower)
+    drawn = b""
+    while True:
+        try:
+            piece = os.read(leader, 1 << 16)
+        except OSError:
+            break
+        if not piece:
+            break
+        drawn += piece
+    os.close(leader)
+    assert done.returncode == 0
+    assert b"100.0%" in drawn and b"MB/s" in drawn and b"\r[" in drawn

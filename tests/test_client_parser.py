@@ -90,3 +90,19 @@ def test_a_10_mb_event_in_4_kb_reads_parses_in_linear_time():
     small = min(feed_in_pieces(1 << 20) for _ in range(3))
     large = min(feed_in_pieces(10 << 20) for _ in range(2))
     assert large < 30 * small  # linear: about 10x; a parser that rescans each read is 100x and more
+
+
+def test_backoff_starts_at_the_servers_retry_and_doubles_with_jitter_above_it():
+    from dtesn.client.client import Client, _Resumable
+
+    client = Client("http://127.0.0.1:1", backoff_max=10)
+    state = _Resumable(retry_ms=1000)
+    delays = []
+    for failures in range(1, 7):
+        state.failures = failures
+        delays.append(client._delay(None, state))
+    assert delays[0] == 1.0
+    for n, delay in enumerate(delays[1:], start=2):
+        floor = min(10, 2 ** (n - 1))
+        assert floor <= delay <= 1.5 * floor
+    assert client._delay(250, _Resumable(failures=1)) == 0.25  # a recoverable error's own retry_after_ms
