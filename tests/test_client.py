@@ -55,7 +55,7 @@ def test_a_dataset_by_id_and_a_204_after_completion(server, tmp_path):
     client = Client(server.url)
     path = tmp_path / "input.bin"
     path.write_bytes(bytes(range(256)) * 100)
-    dataset_id = client.upload(path)
+    dataset_id = client.upload(str(path))  # a path as a str, too
     got = list(client.stream("stream_chunks", dataset_id=dataset_id, chunk_size=1024))
     assert got[-1]["type"] == "completion" and got[-1]["bytes_processed"] == 25600
     assert list(client.stream("stream_chunks", dataset_id=dataset_id, last_event_id=got[-1]["event_id"])) == []

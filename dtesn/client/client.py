@@ -104,10 +104,11 @@ class Client:
 
     # -- datasets ----------------------------------------------------------------------
 
-    def upload(self, data: bytes | str | os.PathLike) -> str:
-        """Upload bytes, text, or the file at a path (a pathlib.Path) as a dataset; its id.
-        A file is sent from disk, never read whole into memory."""
-        body, size = _body(data)
+    def upload(self, path_or_bytes: bytes | str | os.PathLike) -> str:
+        """Upload a file (its path, as a str or a pathlib.Path), or bytes, as a dataset; its
+        id. A file is sent from disk, never read whole into memory."""
+        body, size = _body(path_or_bytes if isinstance(path_or_bytes, bytes | bytearray | memoryview)
+                           else Path(path_or_bytes))
         conn = self._connection()
         try:
             conn.request("POST", f"{self.prefix}/datasets", body=body, headers=self._headers(
