@@ -163,15 +163,19 @@ def test_host_app_example_streams_under_gunicorn(tmp_path):
 
 
 def test_a_plain_pip_install_carries_its_defaults(tmp_path):
-    """`pip install .` (not editable): the package reads config/ from inside itself."""
+    """`pip install .` (not editable): the package reads config/ and the console's page from
+    inside itself, and installs the `dtesn-stream` script."""
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
                     "--target", str(target), str(ROOT)], check=True, capture_output=True, timeout=300)
     check = ("import dtesn.settings as s, dtesn.streaming.bandwidth as b; from dtesn import create_app; "
              "c = create_app().test_client(); "
-             "print(s.DEFAULTS_FILE, b.POLICIES_FILE, c.post('/deep_tree_echo/process', json={'input_data': 'hi'}).status_code)")
+             "print(s.DEFAULTS_FILE, b.POLICIES_FILE, c.post('/deep_tree_echo/process', json={'input_data': 'hi'}).status_code, "
+             "c.get('/').status_code, len(c.get('/').data) > 1000)")
     run = subprocess.run([sys.executable, "-c", check], cwd=tmp_path, env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
-    defaults, policies, status = run.stdout.split()
+    defaults, policies, status, console, page = run.stdout.split()
     assert defaults.startswith(str(target)) and policies.startswith(str(target)) and status == "200"
+    assert console == "200" and page == "True"  # the console's page ships inside the package
+    assert (target / "bin" / "dtesn-stream").exists()  # the CLI's console script

@@ -15,6 +15,7 @@ import redis
 
 from ..engine import RateTable, ReservoirParams, Session, WeightCache
 from ..settings import Settings
+from ..storage.background import BackgroundWrites
 from ..storage.checkpoints import CheckpointStore, MemoryCheckpointStore
 from ..storage.datasets import DatasetStore, DiskDatasetStore
 from ..storage.fingerprints import FingerprintStore, MemoryFingerprintStore
@@ -39,6 +40,7 @@ class Runtime:
     fingerprints: FingerprintStore = field(default_factory=MemoryFingerprintStore)
     datasets: DatasetStore | None = None  # None: no dataset store (plain gevent programs)
     redis: redis.Redis | None = None  # the client of DTESN_REDIS_URL, when set
+    writers: tuple[BackgroundWrites, ...] = ()  # the Redis stores' writer greenlets
 
     @classmethod
     def create(cls, settings: Settings, *, datasets: bool = True) -> Runtime:
@@ -50,12 +52,13 @@ class Runtime:
         pool, weights = EnginePool(s.compute_threads), WeightCache(s.cache_size)
         if s.redis_url:
             client, warnings = connect(s.redis_url), Warnings()
-            return cls(s, pool, weights, redis=client,
-                       checkpoints=RedisCheckpointStore(client, s.redis_prefix, s.checkpoint_ttl, s.checkpoint_max_bytes,
-                                                        warnings) if s.checkpoint_max_bytes else None,
-                       fingerprints=RedisFingerprintStore(client, s.redis_prefix, warnings),
+            checkpoints = RedisCheckpointStore(client, s.redis_prefix, s.checkpoint_ttl, s.checkpoint_max_bytes,
+                                               warnings) if s.checkpoint_max_bytes else None
+            fingerprints = RedisFingerprintStore(client, s.redis_prefix, warnings)
+            return cls(s, pool, weights, redis=client, checkpoints=checkpoints, fingerprints=fingerprints,
                        datasets=RedisDatasetStore(client, s.redis_prefix, s.dataset_max_bytes, s.dataset_store_max_bytes,
-                                                  s.dataset_ttl) if datasets else None)
+                                                  s.dataset_ttl) if datasets else None,
+                       writers=(fingerprints.writes, *([checkpoints.writes] if checkpoints else [])))
         return cls(s, pool, weights,
                    checkpoints=MemoryCheckpointStore(s.checkpoint_ttl, s.checkpoint_max_bytes) if s.checkpoint_max_bytes else None,
                    datasets=DiskDatasetStore(s.dataset_path, s.dataset_max_bytes, s.dataset_store_max_bytes,
@@ -85,9 +88,7 @@ class Runtime:
         """Stop the engine threads and the stores' writers; for programs that build runtimes
         and go on running."""
         self.pool.close()
-        for store in (self.checkpoints, self.fingerprints):
-            writes = getattr(store, "writes", None)
-            if writes is not None:
-                writes.close()
+        for writer in self.writers:
+            writer.close()
         if self.redis is not None:
             self.redis.close()
