@@ -53,6 +53,9 @@ except StoreUnavailable as exc:
     sys.exit(f"dtesn-stream: invalid configuration: dataset_dir {_settings.dataset_path}: {exc} (env DTESN_DATASET_DIR)")
 except (SettingsError, PolicyError) as exc:
     sys.exit(f"dtesn-stream: invalid configuration: {exc}")
+# Checked here, once: the workers (forked from here) must not fail to boot when Redis is down
+# later (a restarted worker would stop the whole server); see dtesn/web/extension.py.
+os.environ["DTESN_STARTUP_CHECKED"] = "1"
 
 # Prometheus multiprocess mode (see dtesn/runtime/metrics.py): every worker writes its values
 # under one directory, which must be empty when the master starts (values of an earlier run

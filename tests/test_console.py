@@ -113,3 +113,11 @@ def test_a_page_on_another_origin_works_only_when_that_origin_is_allowed(start_s
         browser.get(f"{other_origin}/console.html?{query}")
         assert wait_for(browser, "done", "error") == expected, api.url
     assert "cannot reach the API" in browser.find_element("id", "message").text
+
+
+def test_with_api_keys_the_page_streams_with_its_key_and_not_without(start_server, browser):
+    srv = start_server(DTESN_API_KEYS="k1")
+    for key, expected in (("k1", "done"), ("", "error")):
+        query = urlencode({"endpoint": "stream_chunks", "text": TEXT, "autostart": 1, "access_token": key})
+        browser.get(f"{srv.url}/?{query}")
+        assert wait_for(browser, "done", "error") == expected, key

@@ -43,15 +43,15 @@ class Runtime:
     writers: tuple[BackgroundWrites, ...] = ()  # the Redis stores' writer greenlets
 
     @classmethod
-    def create(cls, settings: Settings, *, datasets: bool = True) -> Runtime:
+    def create(cls, settings: Settings, *, datasets: bool = True, check_redis: bool = True) -> Runtime:
         """A runtime for `settings`: its stores in Redis when `redis_url` is set (raising
-        StoreUnavailable when it cannot be reached), else in memory and in `dataset_dir`
-        (opened and swept now, StoreUnavailable when it cannot be used). Without `datasets`,
-        no dataset store."""
+        StoreUnavailable when it cannot be reached, unless `check_redis` is false), else in
+        memory and in `dataset_dir` (opened and swept now, StoreUnavailable when it cannot be
+        used). Without `datasets`, no dataset store."""
         s = settings
         pool, weights = EnginePool(s.compute_threads), WeightCache(s.cache_size)
         if s.redis_url:
-            client, warnings = connect(s.redis_url), Warnings()
+            client, warnings = connect(s.redis_url, check_redis), Warnings()
             checkpoints = RedisCheckpointStore(client, s.redis_prefix, s.checkpoint_ttl, s.checkpoint_max_bytes,
                                                warnings) if s.checkpoint_max_bytes else None
             fingerprints = RedisFingerprintStore(client, s.redis_prefix, warnings)

@@ -30,8 +30,10 @@ WARN_EVERY_S = 30.0
 log = logging.getLogger("dtesn.redis")
 
 
-def connect(url: str) -> redis.Redis:
-    """A client for `url`, checked with a PING; StoreUnavailable (one line) when unreachable.
+def connect(url: str, check: bool = True) -> redis.Redis:
+    """A client for `url`, checked with a PING unless `check` is false; StoreUnavailable (one
+    line) when unreachable. Unchecked, the client connects at its first command (a worker
+    that a master already checked for: see config/gunicorn.conf.py).
 
     One immediate retry inside redis-py, not its default 10 with backoff: the retry replaces
     a pooled connection that went stale while Redis restarted (so the first request after a
@@ -40,6 +42,8 @@ def connect(url: str) -> redis.Redis:
     """
     client = redis.Redis.from_url(url, socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=CONNECT_TIMEOUT_S,
                                   retry=Retry(NoBackoff(), 1), health_check_interval=30)
+    if not check:
+        return client
     try:
         client.ping()
     except redis.RedisError as exc:

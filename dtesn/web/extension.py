@@ -9,6 +9,7 @@ its own (engine threads, caches, stores), reached with `kit()` inside a request.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from flask import Blueprint, Flask, request
@@ -28,6 +29,10 @@ from .state import BLUEPRINT, EXTENSION_KEY, Kit, kit
 from .streams import bp as streams_bp
 
 DEFAULT_PREFIX = "/deep_tree_echo"
+#: Set by config/gunicorn.conf.py once the master has checked the stores at start-up: its
+#: workers then start whatever Redis does meanwhile (a worker restarted while Redis is down
+#: serves, degraded, instead of failing to boot, which would stop the whole server).
+STARTUP_CHECKED = "DTESN_STARTUP_CHECKED"
 
 
 bp = Blueprint(BLUEPRINT, __name__)
@@ -87,7 +92,7 @@ class DTESN:
             raise RuntimeError("dtesn is already set up on this app")
         settings = self.settings
         try:
-            runtime = Runtime.create(settings)
+            runtime = Runtime.create(settings, check_redis=os.environ.get(STARTUP_CHECKED) != "1")
         except StoreUnavailable as exc:
             if settings.redis_url:
                 raise SettingsError(f"redis_url: {exc} (env DTESN_REDIS_URL)") from None
