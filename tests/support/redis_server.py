@@ -12,7 +12,7 @@ from pathlib import Path
 
 import redis
 
-from tests.support.server import free_port
+from tests.support.server import free_port, stop_process
 
 BINARY = "redis-server"
 
@@ -47,14 +47,6 @@ class RedisServer:
                 time.sleep(0.02)
         client.close()
 
-    def client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.url, socket_timeout=5)
-
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_process(self.process, signal.SIGTERM, 10)

@@ -76,11 +76,16 @@ class Server:
     def stop(self) -> None:
         """Quick shutdown (SIGQUIT): a graceful one (SIGTERM) waits up to graceful_timeout
         for idle keep-alive connections that test clients leave open."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGQUIT)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, signal.SIGQUIT, 30)
         self._log.close()
+
+
+def stop_process(process: subprocess.Popen, sig: int, timeout: float) -> None:
+    """`sig` to a process we started (by its PID), then SIGKILL if it outlives `timeout`."""
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
