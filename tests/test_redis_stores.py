@@ -170,3 +170,11 @@ def test_delete_and_expiry(client, prefix):
     with pytest.raises(DatasetNotFound):
         short.get(gone.dataset_id)
     assert short.total_bytes() == 0  # expired bytes leave the count
+
+
+def test_the_redis_url_is_shown_without_its_password():
+    from dtesn.storage.redis_connection import redacted
+
+    assert redacted("redis://user:secret@10.0.0.5:6380/2") == "redis://user:***@10.0.0.5:6380/2"
+    assert redacted("rediss://:secret@cache.example/0") == "rediss://:***@cache.example/0"
+    assert redacted("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
