@@ -10,13 +10,17 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
+import redis
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from dtesn.client.duplex import DuplexResponse
+from dtesn.client.parser import EventParser
 from tests.support.redis_server import RedisServer
 from tests.support.server import ROOT, Server, free_port
 from tests.support.sse import events, parse, read_until_chunk
@@ -152,3 +156,34 @@ def test_start_up_fails_with_one_line_when_redis_is_unreachable():
     assert done.returncode != 0 and len(lines) == 1, lines
     assert lines[0].startswith(f"dtesn-stream: invalid configuration: redis_url: cannot reach Redis at {url}: ")
     assert lines[0].endswith("(env DTESN_REDIS_URL)")
+
+
+def test_a_slow_redis_never_holds_up_a_streams_heartbeats(tmp_path):
+    """Redis answers nothing for 3 s (DEBUG SLEEP) while a live feed streams with 0.5 s
+    heartbeats: checkpoint writes wait in their writer, the stream's events keep time."""
+    redis_server = RedisServer(tmp_path)
+    srv = Server(tmp_path, {"DTESN_REDIS_URL": redis_server.url, "DTESN_HEARTBEAT_INTERVAL": "0.5"})
+    try:
+        def feed():
+            for second in range(12):  # 6 s of input, 4 KB every half second
+                yield bytes([second]) * 4096
+                time.sleep(0.5)
+
+        response = DuplexResponse(srv.port, f"/deep_tree_echo/stream_chunks?{PARAMS}&chunk_size=1024", feed(), None)
+        parser, arrivals = EventParser(), []
+        sleeper = threading.Thread(target=lambda: redis.Redis.from_url(redis_server.url).execute_command("DEBUG", "SLEEP", 3))
+        try:
+            for piece in response.iter_content():
+                for sse in parser.feed(piece):
+                    arrivals.append((time.monotonic(), sse))
+                    if len(arrivals) == 5:
+                        sleeper.start()
+        finally:
+            response.close()
+        sleeper.join(10)
+        assert "completion" in arrivals[-1][1].data
+        gaps = [b[0] - a[0] for a, b in zip(arrivals, arrivals[1:], strict=False)]
+        assert max(gaps) < 1.0, max(gaps)  # the heartbeat interval plus scheduling, never Redis's 3 s
+    finally:
+        srv.stop()
+        redis_server.stop()

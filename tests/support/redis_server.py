@@ -33,7 +33,8 @@ class RedisServer:
     def start(self) -> None:
         """(Re)start on the same port; a restarted server is empty (no persistence)."""
         command = [BINARY, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                   "--dir", str(self.directory), "--logfile", str(self.log_path), "--daemonize", "no"]
+                   "--dir", str(self.directory), "--logfile", str(self.log_path), "--daemonize", "no",
+                   "--enable-debug-command", "local"]  # DEBUG SLEEP: a slow Redis, for the tests
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         client = redis.Redis.from_url(self.url, socket_timeout=1)
         deadline = time.monotonic() + 10
