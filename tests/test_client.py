@@ -129,6 +129,8 @@ def test_exit_statuses(server, start_server, tmp_path):
     assert gave_up.returncode == 3 and "gave up" in gave_up.stderr
     done = run_cli("stream_chunks", "--url", server.url, "--data", "hello " * 500, "--features", str(tmp_path / "f.npy"))
     assert done.returncode == 0 and json.loads(done.stdout.splitlines()[-1])["type"] == "completion"
+    completion = json.loads(done.stdout.splitlines()[-1])
+    assert np.load(tmp_path / "f.npy").shape == (completion["total_steps"], 8)  # every step, 8 membranes (depth 4)
     resumed = run_cli("stream_chunks", "--url", server.url, "--data", "x", "--resume-from", "abc:done")
     assert resumed.returncode == 0 and resumed.stdout == ""  # 204: nothing more to do
     with pytest.raises(GaveUp):
@@ -172,3 +174,15 @@ def test_the_cli_draws_a_progress_bar_when_stderr_is_a_terminal(server):
     os.close(leader)
     assert done.returncode == 0
     assert b"100.0%" in drawn and b"MB/s" in drawn and b"\r[" in drawn
+
+
+def test_per_event_compression_is_decoded_to_the_same_results_and_features(server):
+    client = Client(server.url)
+    plain = [e for e in client.stream("stream_chunks", data=BODY[:20480], chunk_size=1024) if e["type"] == "chunk"]
+    packed = [e for e in client.stream("stream_chunks", data=BODY[:20480], chunk_size=1024, enable_compression=True)
+              if e["type"] == "chunk"]
+    assert len(plain) == len(packed) == 20 and all(e["compressed"] for e in packed)
+    for p, c in zip(plain, packed, strict=True):
+        assert c["result"] == p["result"] and "data" not in c
+        np.testing.assert_array_equal(c["features"], p["features"])
+        assert c["features"].shape[0] == 16  # 1024 bytes of 64-byte frames

@@ -6,8 +6,10 @@ byte for `idle_timeout`, a few heartbeat intervals) it reconnects with `Last-Eve
 after the server's `retry` delay, backing off exponentially with jitter above it when
 attempts keep failing, within `max_attempts` in a row and an overall `deadline`. It stops
 on the completion event and on 204, never yields a chunk twice (its index is in the event
-id), and decodes br/gzip transport compression and the binary feature payloads of
-/stream_large_dataset and /stream_optimized into NumPy arrays (`event["features"]`).
+id), and decodes br/gzip transport compression, the per-event compression of /stream_chunks
+(`enable_compression`: `event["result"]` as if it had not been compressed), and every chunk's
+features into a NumPy array (`event["features"]`): the binary payloads of
+/stream_large_dataset and /stream_optimized, and the JSON features of the other two.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import brotli
+import numpy as np
 
+from ..streaming.compression import unpack
 from ..streaming.payload import decode_features
 from .parser import MAX_EVENT_SIZE, EventParser, ServerEvent
 
@@ -249,10 +253,14 @@ class Client:
             state.last_chunk = index
         if sse.id and event.get("recoverable") is not True:
             state.last_event_id = sse.id
-        if "shape" in event and "data" in event and "compression_method" in event:
+        if "shape" in event and "data" in event and "compression_method" in event:  # a binary payload
             event["features"] = decode_features(event["data"], encoding=event["encoding"],
                                                 method=event["compression_method"], transform=event["transform"],
                                                 dtype=event["dtype"], shape=tuple(event["shape"]))
+        elif event.get("compressed") is True and "data" in event and "encoding" in event:  # enable_compression
+            event["result"] = json.loads(unpack(event.pop("data"), event["encoding"]))
+        if isinstance(event.get("result"), dict) and "features" in event["result"]:  # JSON features
+            event["features"] = np.asarray(event["result"]["features"], dtype=np.float32)
         return event
 
     def _connection(self) -> http.client.HTTPConnection:
