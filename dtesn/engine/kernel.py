@@ -86,12 +86,15 @@ def tanh64(x: float) -> float:
 
 
 def advance(state, inputs, input_sources, input_values, offsets, values, recurrent, parents, leak, features, n,
-            trajectory, scratch, tile_inputs, tile_drive):
+            trajectory, marks, scratch, tile_inputs, tile_drive):
     """Advance len(inputs) steps from `state` (updated in place).
 
     x <- x + leak * (tanh(W x + C x_parent + [skin] W_in u_t) - x) for each input frame u_t;
-    `features[t]` gets every membrane's mean after step t, `trajectory[t]` (when it has
-    rows) the whole state. Membrane j's neuron i reads state[j*n + offsets[i, k]] for its
+    `features[t]` gets every membrane's mean after step t, and `trajectory[k]` the whole
+    state after step `marks[k]` (ascending; none: no states kept). A session marks the ends
+    of its chunks, so a whole batch of chunks is one call: the GIL is taken back once per
+    call, not once per chunk (with an encoding thread holding it, each taking back waited up
+    to the switch interval). Membrane j's neuron i reads state[j*n + offsets[i, k]] for its
     first `recurrent` slots and state[parents[j]*n + offsets[i, k]] for the others; skin
     neuron i (membrane 0, whose coupling slots are unused) reads u_t[input_sources[i, k]].
 
@@ -105,7 +108,7 @@ def advance(state, inputs, input_sources, input_values, offsets, values, recurre
     total, slots = offsets.shape
     membranes = total // n
     skin, fan_in = input_sources.shape
-    keep = trajectory.shape[0] > 0
+    marked, next_mark = 0, marks[0] if marks.shape[0] > 0 else -1
     pre = scratch[0]
     cur, nxt = state, scratch[1]
     lanes = scratch[2, :LANES]  # a view: an allocation here costs compile time (0.2 s)
@@ -150,9 +153,11 @@ def advance(state, inputs, input_sources, input_values, offsets, values, recurre
                 for r in range(1, LANES):
                     mean += lanes[r]
                 features[t0 + s, j] = mean / n
-            if keep:
+            if t0 + s == next_mark:
                 for i in range(total):
-                    trajectory[t0 + s, i] = nxt[i]
+                    trajectory[marked, i] = nxt[i]
+                marked += 1
+                next_mark = marks[marked] if marked < marks.shape[0] else -1
             cur, nxt = nxt, cur
     if steps % 2:
         for i in range(total):

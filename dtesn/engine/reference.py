@@ -31,7 +31,7 @@ class ReferenceReservoir(Reservoir):
         self._gathered = np.empty(self._sources.shape, dtype=self.dtype)
         self._pre = np.empty(n_total, dtype=self.dtype)
 
-    def advance(self, inputs: np.ndarray, features: np.ndarray, states: np.ndarray | None = None) -> None:
+    def advance(self, inputs: np.ndarray, features: np.ndarray, marks: np.ndarray, states: np.ndarray) -> None:
         w = self.weights
         drive = (inputs[:, w.input_sources] * w.input_values).sum(axis=2)
         steps, n_total = len(drive), w.neurons
@@ -54,6 +54,5 @@ class ReferenceReservoir(Reservoir):
         visited = xs[1:]
         reduce(visited.reshape(steps, m, n), axis=2, out=features)
         features /= n
-        if states is not None:
-            states[:] = visited
+        states[:] = visited[marks]
         self._state[:] = xs[steps]

@@ -18,6 +18,8 @@ from .weights import Weights, build_weights
 #: Bytes of per-step data (input frames, or the reference's states) kept at once.
 BLOCK_BYTES = 2 << 20
 BYTE_SCALE = 127.5
+NO_MARKS = np.empty(0, dtype=np.int64)
+NO_MARKS.flags.writeable = False
 
 
 class Reservoir:
@@ -27,6 +29,7 @@ class Reservoir:
         width = max(weights.neurons, weights.params.frame_size)
         self.block = max(64, BLOCK_BYTES // (width * self.dtype.itemsize))
         self._state = np.zeros(weights.neurons, dtype=self.dtype)
+        self._no_states = np.empty((0, weights.neurons), dtype=self.dtype)
 
     @property
     def state(self) -> np.ndarray:
@@ -38,24 +41,34 @@ class Reservoir:
             raise ValueError(f"state must have shape ({self.weights.neurons},)")
         self._state[:] = value
 
-    def advance_frames(self, frames: np.ndarray, features: np.ndarray) -> None:
+    def advance_frames(self, frames: np.ndarray, features: np.ndarray, marks: np.ndarray = NO_MARKS,
+                       states: np.ndarray | None = None) -> None:
         """One step per byte frame (T, F) uint8, u = byte / 127.5 - 1; per-step membrane means
-        into `features` (T, membranes)."""
+        into `features` (T, membranes), and the state after step `marks[k]` (ascending) into
+        `states[k]`."""
         inputs = np.empty((min(self.block, len(frames)), frames.shape[1]), dtype=self.dtype)
         for start in range(0, len(frames), self.block):
             part = frames[start : start + self.block]
             u = inputs[: len(part)]
             np.divide(part, self.dtype.type(BYTE_SCALE), out=u)
             u -= 1
-            self.advance(u, features[start : start + len(part)])
+            self._advance_block(u, features, start, marks, states)
 
     def advance_inputs(self, inputs: np.ndarray, features: np.ndarray, states: np.ndarray | None = None) -> None:
         """One step per float frame (T, F); `states` (T, N), when given, gets every step's state."""
+        marks = NO_MARKS if states is None else np.arange(len(inputs), dtype=np.int64)
         for start in range(0, len(inputs), self.block):
-            rows = slice(start, start + self.block)
-            self.advance(inputs[rows], features[rows], None if states is None else states[rows])
+            self._advance_block(inputs[start : start + self.block], features, start, marks, states)
 
-    def advance(self, inputs: np.ndarray, features: np.ndarray, states: np.ndarray | None = None) -> None:
+    def _advance_block(self, inputs: np.ndarray, features: np.ndarray, start: int, marks: np.ndarray,
+                       states: np.ndarray | None) -> None:
+        """Steps [start, start + len(inputs)) of a call: its marks, made local to the block."""
+        low, high = np.searchsorted(marks, [start, start + len(inputs)])
+        block_states = self._no_states if states is None or low == high else states[low:high]
+        self.advance(inputs, features[start : start + len(inputs)], marks[low:high] - start, block_states)
+
+    def advance(self, inputs: np.ndarray, features: np.ndarray, marks: np.ndarray, states: np.ndarray) -> None:
+        """`len(inputs)` steps; `states[k]` gets the state after step `marks[k]`."""
         raise NotImplementedError
 
 
@@ -67,13 +80,12 @@ class CompiledReservoir(Reservoir):
         self._scratch = np.empty((3, weights.neurons), dtype=self.dtype)  # two states, and the lanes
         self._tile_inputs = np.empty((weights.params.frame_size, TILE), dtype=self.dtype)
         self._tile_drive = np.empty((len(weights.input_sources), TILE), dtype=self.dtype)
-        self._no_states = np.empty((0, weights.neurons), dtype=self.dtype)
 
-    def advance(self, inputs: np.ndarray, features: np.ndarray, states: np.ndarray | None = None) -> None:
+    def advance(self, inputs: np.ndarray, features: np.ndarray, marks: np.ndarray, states: np.ndarray) -> None:
         w = self.weights
         self._kernel(self._state, inputs, w.input_sources, w.input_values, w.offsets, w.row_values, w.recurrent_fanin,
-                     self._parents, w.leak, features, w.params.neurons_per_membrane,
-                     self._no_states if states is None else states, self._scratch, self._tile_inputs, self._tile_drive)
+                     self._parents, w.leak, features, w.params.neurons_per_membrane, states, marks, self._scratch,
+                     self._tile_inputs, self._tile_drive)
 
 
 def warm_up(dtypes: tuple[str, ...] = ("float32",)) -> None:
