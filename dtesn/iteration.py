@@ -14,6 +14,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
+from .client.parser import EventParser
 from .engine import ReservoirParams
 from .runtime import Runtime
 from .settings import Settings
@@ -88,18 +89,17 @@ def events(data: bytes | BinaryIO | Iterable[bytes], *, chunk_size: int = CHUNK_
     formatter = ChunkEvents(spec, ChunkOptions(compress=enable_compression, processing_mode=processing_mode))
     stream = event_stream(runtime, spec, formatter)
     try:
-        for frames in stream:
-            yield from _parsed(frames)
+        yield from _parsed(stream)
     finally:
         stream.close()
         if own:
             runtime.close()
 
 
-def _parsed(frames: bytes) -> Iterator[dict]:
-    """The JSON data of each event in `frames` (whole events, as the driver yields them)."""
-    for frame in frames.split(b"\n\n"):
-        data = [line[6:] if line.startswith(b"data: ") else line[5:]
-                for line in frame.split(b"\n") if line.startswith(b"data:")]
-        if data:
-            yield orjson.loads(b"\n".join(data))
+def _parsed(stream: Iterator[bytes]) -> Iterator[dict]:
+    """The JSON data of each event the driver yields, read by the client's parser (one SSE
+    parser in the package)."""
+    parser = EventParser()
+    for frames in stream:
+        for event in parser.feed(frames):
+            yield orjson.loads(event.data)

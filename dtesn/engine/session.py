@@ -94,7 +94,8 @@ class Session:
         # alone, with the worker's switch interval at 0.5 ms; see docs/performance.md).
         marks = np.unique(np.array([upto - 1 for _, upto in ends if upto > 0], dtype=np.int64))
         states = np.empty((len(marks), self.weights.neurons), dtype=self._dtype)
-        before = self._reservoir.state.copy()  # the state of pieces that complete no frame
+        # Pieces that complete no frame keep the state from before the call.
+        before = self._reservoir.state.copy() if ends[0][1] == 0 else states[:0]
         self._reservoir.advance_frames(frames, features, marks, states)
         results, done, steps = [], 0, self.steps
         for end, upto in ends:

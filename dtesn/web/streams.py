@@ -36,13 +36,17 @@ SSE_HEADERS = {
     "X-Accel-Buffering": "no",
     "X-Server-Rendered": "true",
 }
+#: How the binary feature payloads are written, on both endpoints that send them.
+PAYLOAD_FIELDS = (
+    Field("encoding", str, "base64", choices=ENCODINGS),
+    Field("dtype", str, "float32", choices=tuple(DTYPES)),
+    Field("codecs", str, ",".join(CODECS)),
+)
 OPTIMIZED_FIELDS = (
     Field("bandwidth_hint", str, "auto", choices=HINTS),
     Field("adaptive_compression", bool, True),
     Field("enable_progressive_rendering", bool, False),
-    Field("encoding", str, "base64", choices=ENCODINGS),
-    Field("dtype", str, "float32", choices=tuple(DTYPES)),
-    Field("codecs", str, ",".join(CODECS)),
+    *PAYLOAD_FIELDS,
 )
 #: The query form of the Last-Event-ID header (which wins when both are sent: a browser
 #: updates the header on each reconnect, while the URL keeps its first value).
@@ -57,9 +61,7 @@ CHUNK_FIELDS = (
 LARGE_DATASET_FIELDS = (
     Field("max_chunk_size", int, 16384, 512, 16384),
     Field("compression_level", int, 1, 0, 3),
-    Field("encoding", str, "base64", choices=ENCODINGS),
-    Field("dtype", str, "float32", choices=tuple(DTYPES)),
-    Field("codecs", str, ",".join(CODECS)),
+    *PAYLOAD_FIELDS,
 )
 
 

@@ -1,4 +1,9 @@
-"""A small SSE reader for tests: events as they arrive over a real HTTP connection."""
+"""A small SSE reader for tests: events as they arrive over a real HTTP connection.
+
+Kept apart from the package's own parser (dtesn.client.parser) on purpose: the tests read the
+server's streams with an independent reader, so a bug shared by the server's framing and the
+package's parser cannot hide itself. Each event's `id` is its own `id:` line (None without one).
+"""
 
 from __future__ import annotations
 
