@@ -8,7 +8,7 @@ from .rates import RateTable
 from .reference import ReferenceReservoir
 from .reservoir import CompiledReservoir, warm_up
 from .session import ChunkResult, Session, Snapshot
-from .weights import WeightCache, Weights, build_weights
+from .weights import CONSTRUCTION, WeightCache, Weights, build_weights
 
 
 def session(params: ReservoirParams) -> Session:
@@ -18,6 +18,7 @@ def session(params: ReservoirParams) -> Session:
 
 
 __all__ = [
+    "CONSTRUCTION",
     "RANGES",
     "ChunkResult",
     "CompiledReservoir",

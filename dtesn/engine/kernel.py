@@ -6,18 +6,24 @@ while a block computes. What made it fast, each measured against the NumPy loop:
 
 - one call per block of steps instead of seven NumPy calls per step (7.5-8.6 us a step
   at esn_size 32, whatever the work);
-- the gather as a loop per neuron over its K slots, the state kept in two alternating
-  buffers (synchronous update), and tanh + leak + the membrane means in a second loop that
-  LLVM vectorises: a float32 rational tanh (0.17 ns a value, as fast as NumPy's SIMD tanh;
-  libm's `tanhf` called per value costs 24-27 ns; evaluated in float64 it is more exact, 5e-8,
-  but 6% slower a step at depth 1) and, for float64, tanh from an exp built of vectorisable
-  arithmetic (1.3 ns a value against libm's 15 ns);
+- every slot of a group a shifted window of one source (see `weights.py`), so each slot is
+  one contiguous loop over the group's neurons that LLVM vectorises; with the random
+  sources this replaced, every read was a gather and the input drive a tile of 16 steps
+  a neuron (measured in one process, interleaved: 2.7x / 3.2x / 3.4x the steps/s at
+  esn_size 256 / 1024 / 4096, depth 1). Each loop runs over views (`target = pre[a:b]`,
+  `for p in range(target.shape[0])`): indexing `pre[start + p]` instead kept LLVM from
+  vectorising (it cannot tell that start + p is not negative) and so did the 16-step tile;
+- the state kept in two alternating buffers (synchronous update) and in `doubled`, each
+  group twice in a row, so no window wraps around inside its loop;
+- tanh + leak in a separate loop that LLVM vectorises: a float32 rational tanh (0.17 ns a
+  value, as fast as NumPy's SIMD tanh; libm's `tanhf` called per value costs 24-27 ns;
+  evaluated in float64 it is more exact, 5e-8, but 6% slower a step at depth 1) and, for
+  float64, tanh from an exp built of vectorisable arithmetic (1.3 ns a value against
+  libm's 15 ns). At esn_size 1024, depth 1, a step of about 3.7 us is a third each the
+  input windows, the recurrent windows and tanh, with 0.4 us for `doubled`;
 - `error_model="numpy"`: the default zero-division check blocks vectorisation;
-- the skin's input drive computed a tile of 16 steps at a time, vectorised over the steps
-  (a per-step gather of the input slots cost a quarter of a step at esn_size 4096; a
-  separate projection pass over a whole block cost as much as the recurrence);
-- the membrane means summed in eight running sums (one sum waits on every add: 5 us a
-  step at esn_size 4096).
+- the membrane means summed in eight running sums held in registers (one sum waits on
+  every add: 5 us a step at esn_size 4096).
 
 Accuracy: the float32 tanh is within 3.9e-7 of the exact value (NumPy's float32 tanh: 6e-8);
 the float64 one is within 2.3e-16 absolute. Kernel states stay within 1e-6 (float32) and 1e-12
@@ -51,7 +57,6 @@ _TANH_ONE = 19.5  # tanh(x) rounds to 1 in float64 beyond this
 
 
 LANES = 8
-TILE = 16  # steps whose input drive is computed together
 
 
 def tanh32(v: float) -> np.float32:
@@ -85,8 +90,8 @@ def tanh64(x: float) -> float:
     return t if x >= 0 else -t
 
 
-def advance(state, inputs, input_sources, input_values, offsets, values, recurrent, parents, leak, features, n,
-            trajectory, marks, scratch, tile_inputs, tile_drive):
+def advance(state, inputs, input_shifts, input_values, bases, values, recurrent, group_starts, group_sizes, leak,
+            features, n, trajectory, marks, scratch, doubled, repeated):
     """Advance len(inputs) steps from `state` (updated in place).
 
     x <- x + leak * (tanh(W x + C x_parent + [skin] W_in u_t) - x) for each input frame u_t;
@@ -94,77 +99,112 @@ def advance(state, inputs, input_sources, input_values, offsets, values, recurre
     state after step `marks[k]` (ascending; none: no states kept). A session marks the ends
     of its chunks, so a whole batch of chunks is one call: the GIL is taken back once per
     call, not once per chunk (with an encoding thread holding it, each taking back waited up
-    to the switch interval). Membrane j's neuron i reads state[j*n + offsets[i, k]] for its
-    first `recurrent` slots and state[parents[j]*n + offsets[i, k]] for the others; skin
-    neuron i (membrane 0, whose coupling slots are unused) reads u_t[input_sources[i, k]].
+    to the switch interval).
 
-    The skin's input drive does not depend on the state, so it is computed a tile of TILE
-    steps at a time, vectorised over the steps (`tile_inputs` holds the tile's frames
-    transposed, `tile_drive` its drive): each input slot's index and weight are loaded once
-    per tile instead of once per step (1.2-1.3x the steps/s at depth 1). Every sum still runs
-    in one fixed order, so results do not depend on how steps are split into calls (nor on
-    the tiling: bitwise the same as a drive summed step by step).
+    Every slot of a group reads a shifted copy of one window, so each is one contiguous
+    loop over the group's neurons that LLVM vectorises, with no gather and no wrap-around
+    inside the loop: neuron p of group g (membrane j) gets values[k, i] * x[(p + c) mod size]
+    of its source group, for the first `recurrent` slots the group before it in j, for the
+    others a group of j's parent; a skin neuron's input slot gets input_values[k, p] *
+    u_t[(p + e) mod F]. `doubled` holds every group twice in a row (group at S of size G:
+    doubled[2S + q] = x[S + q mod G]) and `repeated` the frame, repeated (repeated[q] =
+    u_t[q mod F]), so slot k reads from bases[j, g, k] and input_shifts[g, k] on. Every sum
+    runs in one fixed order, so results do not depend on how steps are split into calls.
     """
-    total, slots = offsets.shape
+    total = state.shape[0]
     membranes = total // n
-    skin, fan_in = input_sources.shape
+    groups = group_starts.shape[0]
+    slots = values.shape[0]
+    fan_in = input_shifts.shape[1]
     marked, next_mark = 0, marks[0] if marks.shape[0] > 0 else -1
     pre = scratch[0]
     cur, nxt = state, scratch[1]
-    lanes = scratch[2, :LANES]  # a view: an allocation here costs compile time (0.2 s)
+    _double(cur, doubled, n, group_starts, group_sizes)
     steps, frame = inputs.shape
-    for t0 in range(0, steps, TILE):
-        width = min(TILE, steps - t0)
-        for f in range(frame):
-            for s in range(width):
-                tile_inputs[f, s] = inputs[t0 + s, f]
-        for i in range(skin):
-            weight, row = input_values[i, 0], tile_inputs[input_sources[i, 0]]
-            for s in range(TILE):
-                tile_drive[i, s] = weight * row[s]
+    for t in range(steps):
+        u = inputs[t]
+        for q0 in range(0, repeated.shape[0], frame):
+            run = repeated[q0 : q0 + frame]
+            for q in range(run.shape[0]):
+                run[q] = u[q]
+        for g in range(groups):
+            start, size = group_starts[g], group_sizes[g]
+            target = pre[start : start + size]
+            weight, read = input_values[0, start : start + size], repeated[input_shifts[g, 0] : input_shifts[g, 0] + size]
+            for p in range(target.shape[0]):
+                target[p] = weight[p] * read[p]
             for k in range(1, fan_in):
-                weight, row = input_values[i, k], tile_inputs[input_sources[i, k]]
-                for s in range(TILE):
-                    tile_drive[i, s] += weight * row[s]
-        for s in range(width):
-            for i in range(skin):
-                a = values[i, 0] * cur[offsets[i, 0]]
-                for k in range(1, recurrent):
-                    a += values[i, k] * cur[offsets[i, k]]
-                pre[i] = a + tile_drive[i, s]
-            for j in range(1, membranes):
-                base, parent = j * n, parents[j] * n
-                for i in range(base, base + n):
-                    a = values[i, 0] * cur[base + offsets[i, 0]]
-                    for k in range(1, recurrent):
-                        a += values[i, k] * cur[base + offsets[i, k]]
-                    for k in range(recurrent, slots):
-                        a += values[i, k] * cur[parent + offsets[i, k]]
-                    pre[i] = a
-            for i in range(total):  # vectorised: the sums below stay out of this loop
-                x = cur[i]
-                nxt[i] = x + leak[i] * (_tanh(pre[i]) - x)
-            for j in range(membranes):  # LANES running sums: one would wait on every add
-                for r in range(LANES):
-                    lanes[r] = 0
-                for i in range(j * n, j * n + n):
-                    lanes[i % LANES] += nxt[i]
-                mean = lanes[0]
-                for r in range(1, LANES):
-                    mean += lanes[r]
-                features[t0 + s, j] = mean / n
-            if t0 + s == next_mark:
-                for i in range(total):
-                    trajectory[marked, i] = nxt[i]
-                marked += 1
-                next_mark = marks[marked] if marked < marks.shape[0] else -1
-            cur, nxt = nxt, cur
+                weight, read = input_values[k, start : start + size], repeated[input_shifts[g, k] : input_shifts[g, k] + size]
+                for p in range(target.shape[0]):
+                    target[p] += weight[p] * read[p]
+        for i in range(n, total):
+            pre[i] = 0
+        for j in range(membranes):
+            used = recurrent if j == 0 else slots  # the skin's coupling slots are unused
+            for g in range(groups):
+                start, size = j * n + group_starts[g], group_sizes[g]
+                target = pre[start : start + size]
+                for k in range(used):
+                    weight, read = values[k, start : start + size], doubled[bases[j, g, k] : bases[j, g, k] + size]
+                    for p in range(target.shape[0]):
+                        target[p] += weight[p] * read[p]
+        for i in range(total):  # vectorised: the sums below stay out of this loop
+            x = cur[i]
+            nxt[i] = x + leak[i] * (_tanh(pre[i]) - x)
+        _double(nxt, doubled, n, group_starts, group_sizes)
+        for j in range(membranes):
+            features[t, j] = _mean(nxt[j * n : j * n + n])
+        if t == next_mark:
+            for i in range(total):
+                trajectory[marked, i] = nxt[i]
+            marked += 1
+            next_mark = marks[marked] if marked < marks.shape[0] else -1
+        cur, nxt = nxt, cur
     if steps % 2:
         for i in range(total):
             state[i] = cur[i]
 
 
+def double(x, doubled, n, group_starts, group_sizes):
+    """Write every group of `x` twice in a row into `doubled` (see `advance`)."""
+    for j in range(x.shape[0] // n):
+        for g in range(group_starts.shape[0]):
+            start, size = j * n + group_starts[g], group_sizes[g]
+            group, first, second = x[start : start + size], doubled[2 * start :], doubled[2 * start + size :]
+            for p in range(group.shape[0]):
+                first[p] = group[p]
+                second[p] = group[p]
+
+
 def _tanh(v):  # replaced by the compiled dispatch on dtype below
+    raise NotImplementedError
+
+
+def _double(x, doubled, n, group_starts, group_sizes):  # replaced by the compiled `double` below
+    raise NotImplementedError
+
+
+def mean(x):
+    """The mean of `x` from eight running sums (one sum waits on every add: 5 us a step at
+    esn_size 4096), kept in registers so LLVM makes them one vector; the order is fixed."""
+    z = x[0] - x[0]
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = z
+    whole = x.shape[0] - x.shape[0] % LANES
+    for q in range(0, whole, LANES):
+        a0 += x[q]
+        a1 += x[q + 1]
+        a2 += x[q + 2]
+        a3 += x[q + 3]
+        a4 += x[q + 4]
+        a5 += x[q + 5]
+        a6 += x[q + 6]
+        a7 += x[q + 7]
+    for q in range(whole, x.shape[0]):
+        a0 += x[q]
+    return (((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))) / x.shape[0]
+
+
+def _mean(x):  # replaced by the compiled `mean` below
     raise NotImplementedError
 
 
@@ -176,13 +216,21 @@ def compiled_advance() -> Callable[..., None]:
     from numba.extending import overload
 
     fast = numba.njit(inline="always", error_model="numpy")
-    t32, t64 = fast(tanh32), fast(tanh64)
+    t32, t64, doubler, averager = fast(tanh32), fast(tanh64), fast(double), fast(mean)
 
     @overload(_tanh, inline="always")
     def _tanh_for(v):
         if isinstance(v, types.Float):
             return (lambda v: t32(v)) if v.bitwidth == 32 else (lambda v: t64(v))
         return None
+
+    @overload(_double, inline="always")
+    def _double_for(x, doubled, n, group_starts, group_sizes):
+        return lambda x, doubled, n, group_starts, group_sizes: doubler(x, doubled, n, group_starts, group_sizes)
+
+    @overload(_mean, inline="always")
+    def _mean_for(x):
+        return lambda x: averager(x)
 
     def compile_(fn: Callable) -> Callable:
         options = dict(nogil=True, error_model="numpy", boundscheck=False)

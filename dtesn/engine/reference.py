@@ -22,7 +22,7 @@ class ReferenceReservoir(Reservoir):
         super().__init__(weights)
         n_total = weights.neurons
         drive_row = np.full((1, n_total), n_total, dtype=weights.sources.dtype)
-        skin = len(weights.input_sources)
+        skin = weights.input_sources.shape[1]
         drive_row[0, :skin] += np.arange(skin)
         self._sources = np.concatenate([weights.sources, drive_row])
         drive_weight = np.zeros((1, n_total), dtype=self.dtype)
@@ -33,7 +33,7 @@ class ReferenceReservoir(Reservoir):
 
     def advance(self, inputs: np.ndarray, features: np.ndarray, marks: np.ndarray, states: np.ndarray) -> None:
         w = self.weights
-        drive = (inputs[:, w.input_sources] * w.input_values).sum(axis=2)
+        drive = (inputs[:, w.input_sources] * w.input_values).sum(axis=1)
         steps, n_total = len(drive), w.neurons
         traj = np.zeros((steps + 1, n_total + drive.shape[1]), dtype=self.dtype)
         traj[0, :n_total] = self._state

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .kernel import TILE, compiled_advance
+from .kernel import compiled_advance
 from .params import ReservoirParams
 from .weights import Weights, build_weights
 
@@ -76,16 +76,16 @@ class CompiledReservoir(Reservoir):
     def __init__(self, weights: Weights) -> None:
         super().__init__(weights)
         self._kernel = compiled_advance()
-        self._parents = np.maximum(weights.tree.parents, 0)
-        self._scratch = np.empty((3, weights.neurons), dtype=self.dtype)  # two states, and the lanes
-        self._tile_inputs = np.empty((weights.params.frame_size, TILE), dtype=self.dtype)
-        self._tile_drive = np.empty((len(weights.input_sources), TILE), dtype=self.dtype)
+        self._scratch = np.empty((2, weights.neurons), dtype=self.dtype)  # pre-activations and the other state
+        self._doubled = np.empty(2 * weights.neurons, dtype=self.dtype)
+        frame, widest = weights.params.frame_size, int(weights.group_sizes.max())
+        self._repeated = np.empty(frame * -(-(frame + widest) // frame), dtype=self.dtype)  # whole frames, at least F + G
 
     def advance(self, inputs: np.ndarray, features: np.ndarray, marks: np.ndarray, states: np.ndarray) -> None:
         w = self.weights
-        self._kernel(self._state, inputs, w.input_sources, w.input_values, w.offsets, w.row_values, w.recurrent_fanin,
-                     self._parents, w.leak, features, w.params.neurons_per_membrane, states, marks, self._scratch,
-                     self._tile_inputs, self._tile_drive)
+        self._kernel(self._state, inputs, w.input_shifts, w.input_values, w.bases, w.values, w.recurrent_fanin,
+                     w.group_starts, w.group_sizes, w.leak, features, w.params.neurons_per_membrane, states, marks,
+                     self._scratch, self._doubled, self._repeated)
 
 
 def warm_up(dtypes: tuple[str, ...] = ("float32",)) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..engine import ReservoirParams
+from ..engine import CONSTRUCTION, ReservoirParams
 from ..storage.source import InputSource
 from .events import ChunkDone, Failed, Finished, Progress
 from .resume import Resume
@@ -29,8 +29,9 @@ class StreamSpec:
 
     @property
     def stream_key(self) -> str:
-        """What a reconnect must repeat to resume this stream: chunk indices and results depend on it."""
-        return f"{self.endpoint}|{self.chunk_size}|{self.params!r}"
+        """What a reconnect must repeat to resume this stream: chunk indices and results depend
+        on it, and on the weights' construction (a deploy that draws other weights starts over)."""
+        return f"{self.endpoint}|{self.chunk_size}|{self.params!r}|w{CONSTRUCTION}"
 
 
 class Pacing(Protocol):
