@@ -42,7 +42,12 @@ def event(data: Any, *, name: str | None = None, id: str | None = None, retry_ms
             raise ValueError("an event name cannot contain a line break")
         lines.append(f"event: {name}")
     if isinstance(data, str):
-        lines.extend(f"data: {line}" for line in _LINE_BREAK.split(data))
+        # str.find is a memchr; the regex split scanned a 12 KB chunk event at about 10 ns a
+        # character (16% of a worker streaming esn 512 chunks, py-spy).
+        if "\n" in data or "\r" in data:
+            lines.extend(f"data: {line}" for line in _LINE_BREAK.split(data))
+        else:
+            lines.append(f"data: {data}")
     else:
         lines.append(f"data: {encode_json(data)}")  # JSON text escapes every line break
     return ("\n".join(lines) + "\n\n").encode("utf-8")
