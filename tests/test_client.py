@@ -22,7 +22,7 @@ from dtesn.streaming.payload import decode_features
 from tests.support.server import free_port
 from tests.support.sse import events
 
-HEAVY = {"esn_size": 1024, "membrane_depth": 4, "frame_size": 2, "chunk_size": 1024}  # 512 steps a chunk
+HEAVY = {"esn_size": 4096, "membrane_depth": 4, "frame_size": 1, "chunk_size": 1024}  # 1024 steps, ~15 ms a chunk
 BODY = bytes(range(256)) * 4 * 150  # 150 chunks of 1024 bytes
 CLI = str(Path(sys.executable).parent / "dtesn-stream")
 

@@ -192,8 +192,8 @@ class Pump:
     # -- the producer's side -----------------------------------------------------------
 
     def _produce(self) -> None:
-        """Read batch k+1 while an engine thread computes batch k, queue it behind k, then
-        collect k; hand results over in order."""
+        """Queue batch k+1 behind batch k, read batch k+2 while they compute, then collect k;
+        hand results over in order."""
         pool = self.runtime.pool
         try:
             engine_session: Session = pool.submit(self.runtime.session, self.params,
@@ -218,10 +218,12 @@ class Pump:
                                self.render, ended, ends, self.cancellation)
                 queued = _Job(pool.submit(compute_batch, job, inline=inline), input_sha256)
                 index, offset, ended = index + len(pieces), offset + nbytes, ends
+                # Read the batch after this one before collecting the one before: the upload
+                # arrives while the engine computes, not while it waits for its next batch.
+                pieces, input_sha256 = self._read_batch()
                 if running is not None:
                     self._collect(running)
                 running = queued
-                pieces, input_sha256 = self._read_batch()
             if running is not None:
                 self._collect(running)
             duration = time.monotonic() - self._started
