@@ -44,3 +44,20 @@ def test_every_byte_of_a_frame_reaches_the_skin_even_with_few_skin_neurons():
     weights = build_weights(ReservoirParams(esn_size=32, membrane_depth=4, frame_size=4096))
     assert weights.input_sources.shape[1] == 4
     assert set(weights.input_sources.ravel().tolist()) == set(range(4096))
+
+
+@pytest.mark.parametrize(("esn_size", "depth"), [(32, 1), (1000, 1), (4096, 1), (800, 4)])
+def test_every_neuron_reads_distinct_neurons_and_feeds_as_many(esn_size, depth):
+    """The shifted windows keep the fan-in exact: no slot of a neuron repeats another's source;
+    where a membrane's groups are of one size (800 / 8 = 100: two of 50), every neuron is read
+    by exactly `connectivity` neurons, and on average where they differ by one (1000: 62 and 63)."""
+    w = build_weights(ReservoirParams(esn_size=esn_size, membrane_depth=depth))
+    recurrent = w.sources[: w.recurrent_fanin]
+    assert all(len(set(column)) == w.recurrent_fanin for column in recurrent.T.tolist())
+    assert all(len(set(column)) == len(column) for column in w.sources[w.recurrent_fanin :].T.tolist())
+    assert all(len(set(column)) == len(column) for column in w.input_sources.T.tolist())
+    read_by = np.bincount(recurrent.ravel(), minlength=w.neurons)
+    if len(set(w.group_sizes.tolist())) == 1:
+        assert np.all(read_by == w.recurrent_fanin)
+    else:
+        assert read_by.mean() == w.recurrent_fanin and np.all(read_by > 0)

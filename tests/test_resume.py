@@ -230,3 +230,15 @@ def test_a_clients_x_request_id_names_log_lines_only_never_a_stream(server):
     assert other[0].json["request_id"] not in (stream, "chosen-by-a-client")
     resumed = list(events(post(url(server, "stream_chunks"), headers={"Last-Event-ID": got[-1].id})))
     assert resumed[-1].json["type"] == "completion"
+
+
+def test_the_resume_key_names_the_weights_construction(monkeypatch):
+    """A deploy that draws other weights for the same parameters must not continue an old checkpoint."""
+    from dtesn.engine import CONSTRUCTION, ReservoirParams
+    from dtesn.streaming import spec as spec_module
+
+    spec = spec_module.StreamSpec("stream_chunks", "r1", ReservoirParams(), source=None, chunk_size=1024,  # type: ignore[arg-type]
+                                  heartbeat_interval=None)
+    before = spec.stream_key
+    monkeypatch.setattr(spec_module, "CONSTRUCTION", CONSTRUCTION + 1)
+    assert spec.stream_key != before

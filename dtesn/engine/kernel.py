@@ -119,7 +119,6 @@ def advance(state, inputs, input_shifts, input_values, bases, values, recurrent,
     marked, next_mark = 0, marks[0] if marks.shape[0] > 0 else -1
     pre = scratch[0]
     cur, nxt = state, scratch[1]
-    _double(cur, doubled, n, group_starts, group_sizes)
     steps, frame = inputs.shape
     for t in range(steps):
         u = inputs[t]
@@ -127,18 +126,22 @@ def advance(state, inputs, input_shifts, input_values, bases, values, recurrent,
             run = repeated[q0 : q0 + frame]
             for q in range(run.shape[0]):
                 run[q] = u[q]
-        for g in range(groups):
+        for j in range(membranes):
+            for g in range(groups):
+                start, size = j * n + group_starts[g], group_sizes[g]
+                group, first, second = cur[start : start + size], doubled[2 * start :], doubled[2 * start + size :]
+                for p in range(group.shape[0]):
+                    first[p] = group[p]
+                    second[p] = group[p]
+        for i in range(total):
+            pre[i] = 0
+        for g in range(groups):  # the skin's input windows
             start, size = group_starts[g], group_sizes[g]
             target = pre[start : start + size]
-            weight, read = input_values[0, start : start + size], repeated[input_shifts[g, 0] : input_shifts[g, 0] + size]
-            for p in range(target.shape[0]):
-                target[p] = weight[p] * read[p]
-            for k in range(1, fan_in):
+            for k in range(fan_in):
                 weight, read = input_values[k, start : start + size], repeated[input_shifts[g, k] : input_shifts[g, k] + size]
                 for p in range(target.shape[0]):
                     target[p] += weight[p] * read[p]
-        for i in range(n, total):
-            pre[i] = 0
         for j in range(membranes):
             used = recurrent if j == 0 else slots  # the skin's coupling slots are unused
             for g in range(groups):
@@ -151,7 +154,6 @@ def advance(state, inputs, input_shifts, input_values, bases, values, recurrent,
         for i in range(total):  # vectorised: the sums below stay out of this loop
             x = cur[i]
             nxt[i] = x + leak[i] * (_tanh(pre[i]) - x)
-        _double(nxt, doubled, n, group_starts, group_sizes)
         for j in range(membranes):
             features[t, j] = _mean(nxt[j * n : j * n + n])
         if t == next_mark:
@@ -165,22 +167,7 @@ def advance(state, inputs, input_shifts, input_values, bases, values, recurrent,
             state[i] = cur[i]
 
 
-def double(x, doubled, n, group_starts, group_sizes):
-    """Write every group of `x` twice in a row into `doubled` (see `advance`)."""
-    for j in range(x.shape[0] // n):
-        for g in range(group_starts.shape[0]):
-            start, size = j * n + group_starts[g], group_sizes[g]
-            group, first, second = x[start : start + size], doubled[2 * start :], doubled[2 * start + size :]
-            for p in range(group.shape[0]):
-                first[p] = group[p]
-                second[p] = group[p]
-
-
 def _tanh(v):  # replaced by the compiled dispatch on dtype below
-    raise NotImplementedError
-
-
-def _double(x, doubled, n, group_starts, group_sizes):  # replaced by the compiled `double` below
     raise NotImplementedError
 
 
@@ -216,17 +203,13 @@ def compiled_advance() -> Callable[..., None]:
     from numba.extending import overload
 
     fast = numba.njit(inline="always", error_model="numpy")
-    t32, t64, doubler, averager = fast(tanh32), fast(tanh64), fast(double), fast(mean)
+    t32, t64, averager = fast(tanh32), fast(tanh64), fast(mean)
 
     @overload(_tanh, inline="always")
     def _tanh_for(v):
         if isinstance(v, types.Float):
             return (lambda v: t32(v)) if v.bitwidth == 32 else (lambda v: t64(v))
         return None
-
-    @overload(_double, inline="always")
-    def _double_for(x, doubled, n, group_starts, group_sizes):
-        return lambda x, doubled, n, group_starts, group_sizes: doubler(x, doubled, n, group_starts, group_sizes)
 
     @overload(_mean, inline="always")
     def _mean_for(x):

@@ -8,8 +8,8 @@ membranes and no O(N^2) dense matrix.
 Every slot reads a shifted window. Inside a membrane the neurons are split into groups of
 at most GROUP_MAX, arranged in a ring, and neuron p of group g reads neuron (p + c) mod size
 of group g-1 for `connectivity` distinct shifts c drawn per group (each group-to-group
-block a sum of weighted cyclic shifts: every neuron has exactly `connectivity` inputs and
-feeds exactly as many). A child's group reads `coupling_fanin` shifted windows of its
+block a sum of weighted cyclic shifts: every neuron has exactly `connectivity` inputs, and
+feeds exactly as many where the groups are of one size, as at every power of two). A child's group reads `coupling_fanin` shifted windows of its
 parent's groups, and a skin group `input_fanin` shifted windows of the frame, placed so
 that every byte is read. The compiled kernel turns each slot into one contiguous,
 vectorised loop; the random sources this replaced (sorted indices per neuron) made every
@@ -109,11 +109,10 @@ def build_weights(params: ReservoirParams) -> Weights:
     # Recurrent blocks W_m: group g's neuron p reads (p + c) mod size of group g-1, for
     # `fanin` distinct shifts c drawn per group (see the module's docstring).
     fanin = min(params.connectivity, int(ring.sizes.min()))
-    shifts = _distinct(rng, m * groups, np.tile(ring.sizes[ring.before], m), fanin).reshape(m, groups, fanin)
+    source_sizes, source_starts = ring.sizes[ring.before], ring.starts[ring.before]  # by group
+    shifts = _distinct(rng, m * groups, np.tile(source_sizes, m), fanin).reshape(m, groups, fanin)
     reach = shifts[:, ring.group_of] + position[None, :, None]  # (m, n, fanin), below twice the source group
-    source_size = ring.sizes[ring.before][ring.group_of][None, :, None]
-    source_start = ring.starts[ring.before][ring.group_of][None, :, None]
-    local = (source_start + reach % source_size).reshape(m * n, fanin)
+    local = (source_starts[ring.group_of, None] + reach % source_sizes[ring.group_of, None]).reshape(m * n, fanin)
     values = rng.uniform(-1.0, 1.0, size=(m * n, fanin))
     radii = ring.spectral_radii(local.reshape(m, n, fanin), values.reshape(m, n, fanin))
     if np.any(radii == 0.0):  # pragma: no cover - needs a measure-zero draw
@@ -121,7 +120,7 @@ def build_weights(params: ReservoirParams) -> Weights:
     values *= np.repeat(params.spectral_radius / radii, n)[:, None]
     sources = [(local + (membrane_of * n)[:, None]).T]
     weights = [values.T]
-    doubled_start = 2 * (np.arange(m)[:, None] * n + ring.starts[ring.before][None, :])  # (m, groups)
+    doubled_start = 2 * (np.arange(m)[:, None] * n + source_starts[None, :])  # (m, groups)
     bases = [doubled_start[:, :, None] + shifts]
 
     # Coupling blocks C_m: group g of a child reads `coupling_fanin` shifted copies of its
