@@ -5,8 +5,13 @@
 Starts the real server (one gevent worker, 127.0.0.1), then opens STREAMS connections in one
 burst: every socket connects and sends its whole request (a small JSON body to
 /stream_chunks) before the first answer is read, so the server sees them all at once. Each
-stream's time to first byte is measured from the moment the burst began. Repeated ROUNDS
-times; prints p50/p99/max and one JSON object.
+stream's time to first byte is measured from the moment the burst began.
+
+The same bursts go, in alternating rounds, to the floor: the same gunicorn worker running a
+WSGI app that does nothing (bench/floor_app.py). Its p99 is what gunicorn and gevent cost on
+this machine before the kit does anything; the ratio ours / floor is the kit's share, and
+compares across days when absolute times do not. Prints p50/p99/max per round and one JSON
+object.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from pathlib import Path
 from tests.support.server import Server
 
 STREAMS = 300
-ROUNDS = 3
+ROUNDS = 4
 BODY = json.dumps({"input_data": "burst " * 40, "esn_size": 256, "membrane_depth": 3}).encode()
 
 
@@ -38,7 +43,7 @@ def burst(port: int) -> list[float]:
         s.setblocking(False)
         selector.register(s, selectors.EVENT_READ)
         sockets.append(s)
-    first: dict[socket.socket, float] = {}
+    first: dict[object, float] = {}
     deadline = started + 30
     while len(first) < STREAMS and time.monotonic() < deadline:
         for key, _ in selector.select(timeout=1):
@@ -52,23 +57,36 @@ def burst(port: int) -> list[float]:
     return sorted(first.values())
 
 
+def figures(times: list[float]) -> dict[str, float]:
+    return {"p50_ms": round(statistics.median(times) * 1000, 1),
+            "p99_ms": round(times[int(0.99 * len(times)) - 1] * 1000, 1),
+            "max_ms": round(times[-1] * 1000, 1)}
+
+
 def main() -> None:
+    floor_command = ["gunicorn", "-k", "dtesn.worker.JSONErrorsWorker", "--workers", "1",
+                     "--worker-connections", str(STREAMS + 100), "bench.floor_app:app"]
+    rounds: dict[str, list[dict[str, float]]] = {"ours": [], "floor": []}
     with tempfile.TemporaryDirectory() as tmp:
-        server = Server(Path(tmp), {"DTESN_MAX_STREAMS": str(STREAMS + 50), "DTESN_WORKER_CONNECTIONS": str(STREAMS + 100)})
+        servers = {}
         try:
-            burst(server.port)  # warm: weights, rates, the worker's first requests
-            rounds = []
-            for _ in range(ROUNDS):
-                time.sleep(1)  # the last burst's streams finish
-                times = burst(server.port)
-                rounds.append({"p50_ms": round(statistics.median(times) * 1000, 1),
-                               "p99_ms": round(times[int(0.99 * len(times)) - 1] * 1000, 1),
-                               "max_ms": round(times[-1] * 1000, 1)})
+            servers["ours"] = Server(Path(tmp), {"DTESN_MAX_STREAMS": str(STREAMS + 50),
+                                                 "DTESN_WORKER_CONNECTIONS": str(STREAMS + 100)})
+            servers["floor"] = Server(Path(tmp), command=floor_command, ready_path="/")
+            for server in servers.values():
+                burst(server.port)  # warm: weights, rates, the worker's first requests
+            for i in range(ROUNDS):
+                for name in ("ours", "floor") if i % 2 == 0 else ("floor", "ours"):
+                    time.sleep(1)  # the last burst's streams finish
+                    rounds[name].append(figures(burst(servers[name].port)))
         finally:
-            server.stop()
-    for i, r in enumerate(rounds, 1):
-        print(f"round {i}: first byte p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, max {r['max_ms']} ms")
-    print(json.dumps({"streams": STREAMS, "rounds": rounds}))
+            for server in servers.values():
+                server.stop()
+    ratios = [round(o["p99_ms"] / f["p99_ms"], 2) for o, f in zip(rounds["ours"], rounds["floor"])]
+    for i, (o, f) in enumerate(zip(rounds["ours"], rounds["floor"]), 1):
+        print(f"round {i}: first byte p50 {o['p50_ms']} ms, p99 {o['p99_ms']} ms, max {o['max_ms']} ms; "
+              f"floor p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms; p99 ours / floor {ratios[i - 1]}")
+    print(json.dumps({"streams": STREAMS, "rounds": rounds["ours"], "floor": rounds["floor"], "p99_over_floor": ratios}))
 
 
 if __name__ == "__main__":
