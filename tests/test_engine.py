@@ -93,12 +93,15 @@ def test_features_do_not_depend_on_how_input_is_split(dtype):
 def test_each_pieces_energy_and_digest_do_not_depend_on_how_pieces_are_batched(dtype):
     """A stream's batches vary with the measured rate: a chunk's result must not."""
     params = ReservoirParams(membrane_depth=3, esn_size=256, dtype=dtype)
-    pieces = [BYTES[i : i + 1000] for i in range(0, 20_000, 1000)] + [b"ab"]  # the last completes no frame
+    chunks = [BYTES[i : i + 1000] for i in range(0, 20_000, 1000)]
+    pieces = [*chunks[:7], b"ab", *chunks[7:], b"c"]  # "ab" and "c" complete no frame
     one_by_one = session(params)
     alone = [one_by_one.feed(piece) for piece in pieces]
     batched = session(params)
-    together = batched.feed_many(pieces[:7]) + batched.feed_many(pieces[7:8]) + batched.feed_many(pieces[8:])
+    # The second call starts with a piece that completes no frame: it keeps the state before it.
+    together = batched.feed_many(pieces[:7]) + batched.feed_many(pieces[7:9]) + batched.feed_many(pieces[9:])
     assert [(r.energy, r.digest) for r in together] == [(r.energy, r.digest) for r in alone]
+    assert alone[7].energy == alone[6].energy and alone[7].steps == 0
     assert alone[-1].energy == alone[-2].energy and alone[-1].steps == 0
 
 

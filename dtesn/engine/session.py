@@ -94,20 +94,23 @@ class Session:
         # taken back once per block of steps, not once per piece (measured: with an encoding
         # thread beside it, stream_chunks at esn 512 went from 0.80 to 0.88-0.91 of the engine
         # alone, with the worker's switch interval at 0.5 ms; see docs/performance.md).
-        marks = np.unique(np.array([upto - 1 for _, upto in ends if upto > 0], dtype=np.int64))
-        states = np.empty((len(marks), self.weights.neurons), dtype=self._dtype)
-        # Pieces that complete no frame keep the state from before the call.
-        before = self._reservoir.state.copy() if ends[0][1] == 0 else states[:0]
-        self._reservoir.advance_frames(frames, features, marks, states)
+        uptos = np.array([upto for _, upto in ends], dtype=np.int64)
+        marks = np.unique(uptos[uptos > 0] - 1)
+        # Row 0 holds the state from before the call when the first pieces complete no frame
+        # (they keep it); the state after each mark follows.
+        before = int(uptos[0] == 0)
+        states = np.empty((before + len(marks), self.weights.neurons), dtype=self._dtype)
+        states[:before] = self._reservoir.state
+        self._reservoir.advance_frames(frames, features, marks, states[before:])
         # The energies of every kept state in one call (per piece, NumPy's call overhead was a
         # third of a 16 KB chunk's time at frame 1024).
         energies = self._energies(states)
-        rows = np.searchsorted(marks, [upto - 1 for _, upto in ends]).tolist()
+        rows = np.where(uptos > 0, np.searchsorted(marks, uptos - 1) + before, 0).tolist()
         results, done, steps = [], 0, self.steps
         for (end, upto), row in zip(ends, rows):
-            state, energy = (before, self._energies(before[None, :])[0]) if upto == 0 else (states[row], energies[row])
             pending = bytes(buffered[upto * frame : end])
-            results.append(ChunkResult(features[done:upto], energy, _digest(steps + upto, pending, state), upto - done))
+            results.append(ChunkResult(features[done:upto], energies[row], _digest(steps + upto, pending, states[row]),
+                                       upto - done))
             done = upto
         self.steps, self.pending = steps + len(frames), pending
         return results
