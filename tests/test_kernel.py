@@ -1,5 +1,8 @@
 """The compiled kernel computes what the NumPy reference computes, and builds at any size."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -61,3 +64,28 @@ def test_every_neuron_reads_distinct_neurons_and_feeds_as_many(esn_size, depth):
         assert np.all(read_by == w.recurrent_fanin)
     else:
         assert read_by.mean() == w.recurrent_fanin and np.all(read_by > 0)
+
+
+WARMED_SIGNATURES = """
+import numpy as np
+from dtesn.engine import ReservoirParams, Session, build_weights, warm_up
+from dtesn.engine.kernel import compiled_advance
+
+warm_up()
+warmed = len(compiled_advance().signatures)
+session = Session(build_weights(ReservoirParams(esn_size=64, membrane_depth=3, frame_size=16)))
+session.feed_many([b"x" * 100, b"y" * 7, memoryview(b"z" * 40)])
+session.feed(b"", final=True)
+session.run(np.zeros((5, 16)), keep_states=True)
+session.run(np.zeros((5, 16)))
+print(warmed, len(compiled_advance().signatures))
+"""
+
+
+def test_warm_up_compiles_every_signature_a_session_uses():
+    """The server warms the kernel before traffic; a signature missed there (a read-only
+    array where warm-up passed a writable one) would compile on a request, about a second.
+    A fresh process: this one has compiled whatever the other tests used."""
+    out = subprocess.run([sys.executable, "-c", WARMED_SIGNATURES], capture_output=True, text=True, check=True)
+    warmed, used = out.stdout.split()
+    assert used == warmed

@@ -3,6 +3,9 @@
 x <- (1 - a) x + a tanh(W x + C x_parent + [skin] W_in u), for all membranes at once
 (synchronous: every membrane reads its parent's state from the previous step).
 
+Steps run in blocks of at most BLOCK_BYTES of per-step data (float inputs and states), so
+memory does not grow with the length of a call.
+
 Each row of the trajectory buffer holds a step's state followed by that step's skin drive,
 and the connection table has one more row that reads the drive (weight 1 for skin neurons,
 0 elsewhere): the gather picks the input up with everything else, one array call fewer per
@@ -13,8 +16,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from .kernel import BYTE_SCALE
 from .reservoir import Reservoir
 from .weights import Weights
+
+#: Bytes of per-step data (input frames and states) kept at once.
+BLOCK_BYTES = 2 << 20
 
 
 class ReferenceReservoir(Reservoir):
@@ -32,6 +39,16 @@ class ReferenceReservoir(Reservoir):
         self._pre = np.empty(n_total, dtype=self.dtype)
 
     def advance(self, inputs: np.ndarray, features: np.ndarray, marks: np.ndarray, states: np.ndarray) -> None:
+        width = max(self.weights.neurons, self.weights.params.frame_size)
+        block = max(64, BLOCK_BYTES // (width * self.dtype.itemsize))
+        for start in range(0, len(inputs), block):
+            part = inputs[start : start + block]
+            if part.dtype == np.uint8:
+                part = np.divide(part, self.dtype.type(BYTE_SCALE), dtype=self.dtype) - self.dtype.type(1)
+            low, high = np.searchsorted(marks, [start, start + len(part)])
+            self._advance_block(part, features[start : start + len(part)], marks[low:high] - start, states[low:high])
+
+    def _advance_block(self, inputs: np.ndarray, features: np.ndarray, marks: np.ndarray, states: np.ndarray) -> None:
         w = self.weights
         drive = (inputs[:, w.input_sources] * w.input_values).sum(axis=1)
         steps, n_total = len(drive), w.neurons
