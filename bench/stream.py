@@ -27,7 +27,7 @@ from dtesn.engine import ReservoirParams, Session, build_weights
 from tests.support.server import Server
 from tests.support.sse import events
 
-ROUNDS = 3
+ROUNDS = 7
 INPUT_BYTES = 16 * 1024 * 1024
 CONFIGS = [
     {"esn_size": 512, "membrane_depth": 4, "frame_size": 64, "chunk_size": 8192},
