@@ -141,6 +141,28 @@ def _first_event_delay(server, body_size: int) -> float:
         r.close()
 
 
+def test_results_arrive_while_a_fast_upload_is_still_being_sent(server):
+    """The spool reads a raw body as fast as it comes, but a body arriving faster than that
+    must not keep the event loop to itself: the first results (and every other stream on
+    the worker) wait on it. Before, a loopback upload was spooled whole first."""
+    size, sent = 128 * 1024 * 1024, [0]
+
+    def body():
+        for piece in pattern(size):
+            sent[0] += len(piece)
+            yield piece
+
+    query = "esn_size=32&membrane_depth=1&frame_size=1024&max_chunk_size=16384"
+    r = DuplexResponse(server.port, f"/deep_tree_echo/stream_large_dataset?{query}", body(), size)
+    try:
+        first = next(ev for ev in events(r) if ev.event == "chunk")
+        at_first_chunk = sent[0]
+    finally:
+        r.close()
+    assert first.json["index"] == 0
+    assert at_first_chunk < size // 2
+
+
 def test_time_to_first_byte_does_not_depend_on_input_size(server):
     small = min(_first_event_delay(server, 1024) for _ in range(3))
     large = min(_first_event_delay(server, 50 * 1024 * 1024) for _ in range(3))
