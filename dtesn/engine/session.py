@@ -8,6 +8,7 @@ elementwise or of a fixed shape (see `weights.py` for why the input projection i
 from __future__ import annotations
 
 import hashlib
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -15,6 +16,10 @@ import numpy as np
 
 from .reservoir import CompiledReservoir, Reservoir
 from .weights import Weights
+
+
+#: A snapshot's header, also hashed first by every digest: steps, then len(pending).
+_HEADER = struct.Struct("<QQ")
 
 
 @dataclass(frozen=True)
@@ -35,14 +40,14 @@ class Snapshot:
     pending: bytes
 
     def to_bytes(self) -> bytes:
-        header = np.array([self.steps, len(self.pending)], dtype="<u8").tobytes()
-        return header + self.pending + np.ascontiguousarray(self.state).tobytes()
+        return _HEADER.pack(self.steps, len(self.pending)) + self.pending + np.ascontiguousarray(self.state).tobytes()
 
     @classmethod
     def from_bytes(cls, data: bytes, dtype: np.dtype) -> Snapshot:
-        steps, pending_len = np.frombuffer(data[:16], dtype="<u8").tolist()
-        pending = data[16 : 16 + pending_len]
-        state = np.frombuffer(data[16 + pending_len :], dtype=dtype).copy()
+        steps, pending_len = _HEADER.unpack_from(data)
+        start = _HEADER.size
+        pending = data[start : start + pending_len]
+        state = np.frombuffer(data[start + pending_len :], dtype=dtype).copy()
         return cls(state=state, steps=int(steps), pending=bytes(pending))
 
 
@@ -157,7 +162,7 @@ class Session:
 
 def _digest(steps: int, pending: bytes, state: np.ndarray) -> str:
     h = hashlib.blake2b(digest_size=8)
-    h.update(np.array([steps, len(pending)], dtype="<u8").tobytes())
+    h.update(_HEADER.pack(steps, len(pending)))  # struct, not np.array: a third of the time per chunk
     h.update(pending)
     h.update(state.data)
     return h.hexdigest()
