@@ -17,7 +17,6 @@ import numpy as np
 from .reservoir import CompiledReservoir, Reservoir
 from .weights import Weights
 
-
 #: A snapshot's header, also hashed first by every digest: steps, then len(pending).
 _HEADER = struct.Struct("<QQ")
 
