@@ -33,7 +33,8 @@ GAP_TOLERANCE_S = float(os.environ.get("LOAD_GAP_TOLERANCE_S", "0.5"))
 FEED_SECONDS = float(os.environ.get("LOAD_FEED_SECONDS", "20"))
 THROUGHPUT_BYTES = int(os.environ.get("LOAD_THROUGHPUT_BYTES", str(8 << 20)))
 
-#: Chunks slower than a small heartbeat interval: 8192 one-byte frames through 4096 neurons.
+#: The heaviest chunks the API allows: 8192 one-byte frames through 4096 neurons at depth 6,
+#: 0.1 s a chunk alone on an AVX2 core (0.25 s on an AVX one), longer under load.
 HEAVY = "/deep_tree_echo/stream_chunks?chunk_size=8192&esn_size=4096&membrane_depth=6&frame_size=1"
 #: A live feed: 256 bytes a second into small chunks; mostly heartbeats, long-lived.
 FEED = "/deep_tree_echo/stream_chunks?chunk_size=256&esn_size=256&membrane_depth=3&frame_size=16"
@@ -57,7 +58,8 @@ class StreamUser(SSEUser):
 
 
 class TimeoutPreventionUser(StreamUser):
-    """Long streams whose chunks each take longer than a small heartbeat interval."""
+    """Long streams of the heaviest chunks (HEAVY): the gaps between their events, heartbeats
+    included, must stay within the interval plus the tolerance while they compute."""
 
     wait_time = constant(0)
 
