@@ -60,7 +60,7 @@ def through_server(server: Server, config: dict, size: int) -> float:
         tail = (tail + piece)[-4096:]
     elapsed = time.monotonic() - r.started
     r.close()
-    (done,) = [ev for ev in parse([tail[tail.rfind(b"\nid: ") + 1 :]]) if ev.event == "completion"]
+    (done,) = [ev for ev in parse(iter([tail[tail.rfind(b"\nid: ") + 1 :]])) if ev.event == "completion"]
     assert done.json["total_bytes"] == size
     return size / elapsed
 

@@ -1,0 +1,98 @@
+"""Is a change faster through the real server? This checkout against another, rounds alternating.
+
+    git worktree add /tmp/base HEAD~1
+    python -m bench.ab /tmp/base [--config goal|defaults|ceiling] [--mb 32] [--rounds 8]
+    git worktree remove /tmp/base
+
+Both checkouts run under gunicorn + gevent (one worker each, 127.0.0.1, each with its own
+config/gunicorn.conf.py and code), and /stream_large_dataset streams of the same body go to
+one then the other, the order flipping every round, so the shared machine's noise hits both.
+Two figures a round: MB/s of input by the client's clock, and the worker's CPU per MB (user +
+system time from /proc, which drifts less than wall time on a busy machine). Prints every
+round, the medians, and this checkout / the other's as ratios; the last line is one JSON
+object. The configurations are bench.large_dataset's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from bench.large_dataset import CEILING, DEFAULT, GOAL, query
+from dtesn.client.duplex import DuplexResponse, pattern
+from tests.support.server import Server
+
+CONFIGS = {"goal": GOAL, "defaults": DEFAULT, "ceiling": CEILING}
+
+
+def worker_cpu_s(pid: int) -> float:
+    """utime + stime of a process, in seconds (fields 14 and 15 of /proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def one_stream(server: Server, config: dict, size: int) -> tuple[float, float]:
+    """(MB/s, worker CPU ms per MB) of one stream of `size` bytes."""
+    pid = server.worker_pids()[0]
+    cpu = worker_cpu_s(pid)
+    r = DuplexResponse(server.port, query(config), pattern(size), size)
+    for _ in r.iter_content():  # count nothing: the client must not set the pace
+        pass
+    elapsed = time.monotonic() - r.started
+    r.close()
+    megabytes = size / 1e6
+    return megabytes / elapsed, (worker_cpu_s(pid) - cpu) * 1000 / megabytes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("other", type=Path, help="another checkout of this repository")
+    parser.add_argument("--config", choices=CONFIGS, default="goal")
+    parser.add_argument("--mb", type=int, default=32, help="MiB of input per stream")
+    parser.add_argument("--rounds", type=int, default=8)
+    args = parser.parse_args()
+    other = args.other.resolve()
+    if not (other / "config" / "gunicorn.conf.py").is_file():
+        parser.error(f"{other} is not a checkout of this repository (no config/gunicorn.conf.py)")
+    config, size = CONFIGS[args.config], args.mb << 20
+    with tempfile.TemporaryDirectory() as tmp:
+        servers = {
+            "this": Server(Path(tmp)),
+            "other": Server(Path(tmp), env={"PYTHONPATH": str(other)},
+                            command=["gunicorn", "-c", str(other / "config" / "gunicorn.conf.py"),
+                                     "--chdir", str(other), "app:app"]),
+        }
+        rounds: dict[str, list[tuple[float, float]]] = {name: [] for name in servers}
+        try:
+            for server in servers.values():
+                one_stream(server, config, 1 << 20)  # weights and rates first
+            for k in range(args.rounds):
+                for name in (("this", "other") if k % 2 == 0 else ("other", "this")):
+                    rounds[name].append(one_stream(servers[name], config, size))
+                (this_mb_s, this_cpu), (other_mb_s, other_cpu) = rounds["this"][-1], rounds["other"][-1]
+                print(f"round {k}: this {this_mb_s:.1f} MB/s {this_cpu:.2f} ms CPU/MB, "
+                      f"other {other_mb_s:.1f} MB/s {other_cpu:.2f} ms CPU/MB, MB/s ratio {this_mb_s / other_mb_s:.3f}")
+        finally:
+            for server in servers.values():
+                server.stop()
+    medians = {name: {"mb_s": round(statistics.median(r[0] for r in rows), 2),
+                      "cpu_ms_per_mb": round(statistics.median(r[1] for r in rows), 3)} for name, rows in rounds.items()}
+    ratios = [t[0] / o[0] for t, o in zip(rounds["this"], rounds["other"])]
+    figures = {"config": config, "input_mb": args.mb, "rounds": args.rounds, "medians": medians,
+               "mb_s_ratio_median_of_rounds": round(statistics.median(ratios), 3),
+               "mb_s_ratio_rounds_above_1": sum(r > 1 for r in ratios),
+               "cpu_per_mb_ratio": round(medians["this"]["cpu_ms_per_mb"] / medians["other"]["cpu_ms_per_mb"], 3)}
+    print(f"medians: this {medians['this']['mb_s']} MB/s {medians['this']['cpu_ms_per_mb']} ms CPU/MB; "
+          f"other {medians['other']['mb_s']} MB/s {medians['other']['cpu_ms_per_mb']} ms CPU/MB")
+    print(f"this / other: MB/s {figures['mb_s_ratio_median_of_rounds']} (median of rounds; above 1 in "
+          f"{figures['mb_s_ratio_rounds_above_1']} of {args.rounds}), CPU per MB {figures['cpu_per_mb_ratio']}")
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
