@@ -20,11 +20,9 @@ import json
 import os
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
-from bench.large_dataset import CEILING, DEFAULT, GOAL, query
-from dtesn.client.duplex import DuplexResponse, pattern
+from bench.large_dataset import CEILING, DEFAULT, GOAL, through_server
 from tests.support.server import Server
 
 CONFIGS = {"goal": GOAL, "defaults": DEFAULT, "ceiling": CEILING}
@@ -37,16 +35,11 @@ def worker_cpu_s(pid: int) -> float:
 
 
 def one_stream(server: Server, config: dict, size: int) -> tuple[float, float]:
-    """(MB/s, worker CPU ms per MB) of one stream of `size` bytes."""
+    """(MB/s, worker CPU ms per MB) of one stream of `size` bytes, checked to have completed."""
     pid = server.worker_pids()[0]
     cpu = worker_cpu_s(pid)
-    r = DuplexResponse(server.port, query(config), pattern(size), size)
-    for _ in r.iter_content():  # count nothing: the client must not set the pace
-        pass
-    elapsed = time.monotonic() - r.started
-    r.close()
-    megabytes = size / 1e6
-    return megabytes / elapsed, (worker_cpu_s(pid) - cpu) * 1000 / megabytes
+    mb_s = through_server(server, config, size) / 1e6
+    return mb_s, (worker_cpu_s(pid) - cpu) * 1000 / (size / 1e6)
 
 
 def main() -> None:

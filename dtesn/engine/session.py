@@ -94,8 +94,8 @@ class Session:
         for i, piece in enumerate(pieces):
             end = len(buffered) if final and i == len(pieces) - 1 else end + len(piece)
             ends.append((end, end // frame))
-        # One pass over every frame, keeping the state at each piece's last step: the GIL is
-        # taken back once per block of steps, not once per piece (measured: with an encoding
+        # One kernel call over every frame, keeping the state at each piece's last step: the
+        # GIL is taken back once per call, not once per piece (measured: with an encoding
         # thread beside it, stream_chunks at esn 512 went from 0.80 to 0.88-0.91 of the engine
         # alone, with the worker's switch interval at 0.5 ms; see docs/performance.md).
         uptos = np.array([upto for _, upto in ends], dtype=np.int64)
