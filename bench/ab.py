@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 from bench.large_dataset import CEILING, DEFAULT, GOAL, through_server
-from tests.support.server import Server
+from tests.support.server import ROOT, Server
 
 CONFIGS = {"goal": GOAL, "defaults": DEFAULT, "ceiling": CEILING}
 
@@ -56,12 +56,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         servers = {
             "this": Server(Path(tmp)),
-            "other": Server(Path(tmp), env={"PYTHONPATH": str(other)},
-                            command=["gunicorn", "-c", str(other / "config" / "gunicorn.conf.py"),
-                                     "--chdir", str(other), "app:app"]),
+            # Started in the other checkout: gunicorn puts its starting directory first on
+            # sys.path, ahead of PYTHONPATH (until 2026-12-04 this started here, with a
+            # PYTHONPATH and --chdir to the other checkout, and so ran this checkout twice).
+            "other": Server(Path(tmp), env={"PYTHONPATH": str(other)}, root=other),
         }
         rounds: dict[str, list[tuple[float, float]]] = {name: [] for name in servers}
         try:
+            for name, root in (("this", ROOT), ("other", other)):
+                running_in = Path(os.readlink(f"/proc/{servers[name].worker_pids()[0]}/cwd"))
+                if running_in.resolve() != root.resolve():
+                    raise SystemExit(f"bench.ab: {name}'s worker runs in {running_in}, not {root}")
             for server in servers.values():
                 one_stream(server, config, 1 << 20)  # weights and rates first
             for k in range(args.rounds):

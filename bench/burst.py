@@ -24,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import floor_app
 from tests.support.server import Server
 
 STREAMS = 300
@@ -64,8 +65,7 @@ def figures(times: list[float]) -> dict[str, float]:
 
 
 def main() -> None:
-    floor_command = ["gunicorn", "-k", "dtesn.worker.JSONErrorsWorker", "--workers", "1",
-                     "--worker-connections", str(STREAMS + 100), "bench.floor_app:app"]
+    floor_command = floor_app.command("app", "--worker-connections", str(STREAMS + 100))
     rounds: dict[str, list[dict[str, float]]] = {"ours": [], "floor": []}
     with tempfile.TemporaryDirectory() as tmp:
         servers = {}

@@ -7,8 +7,12 @@ reads. Throughput rounds alternate with runs of the engine alone on the same byt
 chunking and the same batched engine calls (a result per chunk), so the shared machine's
 noise hits both: MB/s is the best round of each, the ratio the median of the rounds' own
 ratios. A third configuration, the goal's chunking with the smallest network, measures the
-ceiling the server's own path sets (its engine alone runs at ~1 GB/s). Wire bytes are every
-byte of the event stream the client received. The last line is one JSON object.
+ceiling the server's own path sets (its engine alone runs at ~1 GB/s). In the goal
+configuration's rounds, the same upload also goes to the floor: a do-nothing WSGI app on the
+same gunicorn worker that reads the body and writes as many event bytes
+(bench/floor_app.py); the goal's MB/s (0.9 of the engine alone) over the floor's is how much
+of what gunicorn alone allows the goal asks for. Wire bytes are every byte of the event
+stream the client received. The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import floor_app
 from dtesn.client.duplex import DuplexResponse, pattern
 from dtesn.engine import ReservoirParams, Session, build_weights
 from dtesn.streaming.large_dataset_events import optimal_chunk_size
@@ -79,14 +84,22 @@ def engine_alone(config: dict, size: int) -> float:
     return size / (time.perf_counter() - started)
 
 
-def throughput(server: Server, config: dict) -> dict:
+def throughput(server: Server, config: dict, floor: Server | None = None) -> dict:
+    """With `floor`, each round also streams the same upload through the floor app."""
     engine_alone(config, 1 << 20)
     through_server(server, config, 1 << 20)  # both warm their weights and rates first
-    pairs = [(through_server(server, config, THROUGHPUT_BYTES), engine_alone(config, THROUGHPUT_BYTES))
-             for _ in range(ROUNDS)]
-    served, alone = max(p[0] for p in pairs), max(p[1] for p in pairs)
-    return {**config, "server_mb_s": round(served / 1e6, 2), "engine_mb_s": round(alone / 1e6, 2),
-            "ratio": round(statistics.median(s / e for s, e in pairs), 3)}
+    served, alone, floored = [], [], []
+    for _ in range(ROUNDS):
+        served.append(through_server(server, config, THROUGHPUT_BYTES))
+        alone.append(engine_alone(config, THROUGHPUT_BYTES))
+        if floor is not None:
+            floored.append(through_server(floor, config, THROUGHPUT_BYTES))
+    row = {**config, "server_mb_s": round(max(served) / 1e6, 2), "engine_mb_s": round(max(alone) / 1e6, 2),
+           "ratio": round(statistics.median(s / e for s, e in zip(served, alone)), 3)}
+    if floored:
+        row["floor_mb_s"] = round(max(floored) / 1e6, 2)
+        row["goal_of_floor"] = round(statistics.median(0.9 * e / f for e, f in zip(alone, floored)), 3)
+    return row
 
 
 def wire_bytes(server: Server, data: bytes, level: int, encoding: str) -> int:
@@ -100,8 +113,9 @@ def main() -> None:
     inputs = {"text": english_text(1 << 20), "random": np.random.default_rng(7).bytes(1 << 20)}
     with tempfile.TemporaryDirectory() as tmp:
         server = Server(Path(tmp))
+        floor = Server(Path(tmp), command=floor_app.command("upload_app"), ready_path="/")
         try:
-            rows = [throughput(server, GOAL), throughput(server, DEFAULT), throughput(server, CEILING)]
+            rows = [throughput(server, GOAL, floor), throughput(server, DEFAULT), throughput(server, CEILING)]
             wire: dict = {}
             for name, data in inputs.items():
                 for encoding in ("base64", "hex"):
@@ -111,13 +125,16 @@ def main() -> None:
                                                   "bytes": sizes}
         finally:
             server.stop()
+            floor.stop()
     hex_vs_base64 = {name: round(wire[f"{name}/hex"]["bytes"][1] / wire[f"{name}/base64"]["bytes"][1], 3) for name in inputs}
     print(f"{'configuration':<62} {'server MB/s':>11} {'engine MB/s':>11} {'ratio':>6}")
     for row in rows:
-        name = ", ".join(f"{k}={v}" for k, v in row.items() if k not in ("server_mb_s", "engine_mb_s", "ratio"))
+        name = ", ".join(f"{k}={v}" for k, v in row.items() if k in GOAL)
         print(f"{name:<62} {row['server_mb_s']:>11} {row['engine_mb_s']:>11} {row['ratio']:>6}")
     goal_of_ceiling = round(rows[0]["server_mb_s"] / rows[2]["server_mb_s"], 3)
     print(f"goal configuration's server MB/s / the ceiling's (esn 32, depth 1, same chunking): {goal_of_ceiling}")
+    print(f"do-nothing upload floor (bench/floor_app.py, same gunicorn worker): {rows[0]['floor_mb_s']} MB/s; "
+          f"the goal configuration's 0.9 of the engine alone is {rows[0]['goal_of_floor']} of it (median of rounds)")
     print("\nwire bytes as a ratio of level 0 (same encoding), default configuration, 1 MiB input")
     print(f"{'input/encoding':<16} {'level 0 bytes':>13} {'level 1':>8} {'level 2':>8} {'level 3':>8}")
     for key, row in wire.items():

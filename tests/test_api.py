@@ -89,7 +89,11 @@ def test_bad_fields_are_400_naming_the_field(client, payload, field, words):
 
 def test_bad_query_values_are_400(client):
     r = client.post(PROCESS + "?esn_size=big", data=b"abc", content_type="application/octet-stream")
-    assert "esn_size" in assert_json_error(r, 400, "esn_size")["error"]
+    assert assert_json_error(r, 400, "esn_size")["error"] == "esn_size must be int in 32..4096, got 'big'"
+    r = client.post(PROCESS + "?esn_size=9999", data=b"abc", content_type="application/octet-stream")
+    assert assert_json_error(r, 400, "esn_size")["error"].endswith("got 9999")  # the value as converted
+    r = client.post("/deep_tree_echo/stream_chunks?timeout_prevention=maybe", data=b"abc", content_type="text/plain")
+    assert "got 'maybe'" in assert_json_error(r, 400, "timeout_prevention")["error"]
     r = client.post(PROCESS + "?seed=1&seed=2", data=b"abc", content_type="application/octet-stream")
     assert_json_error(r, 400, "seed")
 

@@ -15,6 +15,7 @@ from .trees import LevelSequence, parent_of, rooted_trees
 MAX_DEPTH = 8
 
 
+@cache  # asked several times per request (params.membranes); the tree enumeration is not free
 def membrane_count(depth: int) -> int:
     """M(d): rooted trees with 1..d nodes (1, 2, 4, 8, 17, 37, 85, 200)."""
     return sum(len(rooted_trees(k)) for k in range(1, depth + 1))

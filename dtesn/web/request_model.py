@@ -30,6 +30,8 @@ IGNORED_FIELDS = frozenset({"include_intermediate", "output_format",
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 # ASCII digits only: int() and float() also take "٢٥٦" and "2_56" (both would be 256).
+#: What Field._coerce returns for a value it cannot convert.
+_WRONG = object()
 _NUMBER = {int: re.compile(r"[+-]?[0-9]+"), float: re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")}
 
 
@@ -51,32 +53,33 @@ class Field:
         return self.kind.__name__
 
     def convert(self, value: Any, from_text: bool) -> Any:
-        value = self._coerce(value, from_text)
-        if self.choices and value not in self.choices:
-            raise APIError(400, f"{self.name} must be {self.describe()}, got {value!r}", self.name)
-        if self.low is not None and not self.low <= value <= self.high:
-            raise APIError(400, f"{self.name} must be {self.describe()}, got {value!r}", self.name)
-        return value
+        converted = self._coerce(value, from_text)
+        if converted is _WRONG or (self.choices and converted not in self.choices) or (
+                self.low is not None and not self.low <= converted <= self.high):
+            raise self._wrong(value if converted is _WRONG else converted)
+        return converted
+
+    def _wrong(self, value: Any) -> APIError:
+        """Built only for a refusal: the message holds the value's repr, as long as the value
+        (up to a whole JSON body's input_data)."""
+        return APIError(400, f"{self.name} must be {self.describe()}, got {value!r}", self.name)
 
     def _coerce(self, value: Any, from_text: bool) -> Any:
-        wrong = APIError(400, f"{self.name} must be {self.describe()}, got {value!r}", self.name)
+        """The value as `kind`, or _WRONG."""
         if from_text:
             text = str(value).strip()
+            if self.kind is bool:
+                lowered = text.lower()
+                return lowered in _TRUE if lowered in _TRUE | _FALSE else _WRONG
+            if self.kind in _NUMBER and not _NUMBER[self.kind].fullmatch(text):
+                return _WRONG
             try:
-                if self.kind is bool:
-                    if text.lower() in _TRUE | _FALSE:
-                        return text.lower() in _TRUE
-                    raise ValueError
-                if self.kind in _NUMBER and not _NUMBER[self.kind].fullmatch(text):
-                    raise ValueError
                 return self.kind(text)
             except ValueError:
-                raise wrong from None
+                return _WRONG
         if self.kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
-        if type(value) is not self.kind:
-            raise wrong
-        return value
+        return value if type(value) is self.kind else _WRONG
 
 
 def engine_field(name: str) -> Field:

@@ -29,9 +29,13 @@ class Server:
     """A gunicorn process running the app; `url` is its base address."""
 
     def __init__(self, log_dir: Path, env: dict[str, str] | None = None, port: int | None = None,
-                 command: list[str] | None = None, ready_path: str = "/health") -> None:
-        """`command` (default: the Procfile's) runs from the repository root; its first word
-        is a script of this virtual environment."""
+                 command: list[str] | None = None, ready_path: str = "/health", root: Path = ROOT) -> None:
+        """`command` (default: the Procfile's) runs from `root` (default: this repository);
+        its first word is a script of this virtual environment.
+
+        `root` is where the server's code comes from: gunicorn puts the directory it starts in
+        first on sys.path (before PYTHONPATH), so another checkout's code runs only when
+        gunicorn starts there (a PYTHONPATH or --chdir to it still imports this one's)."""
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_dir / f"server-{self.port}.log"
@@ -49,7 +53,7 @@ class Server:
         self._log = self.log_path.open("wb")
         if command[1:2] != ["-c"]:  # not our config: bind as it would
             command += ["--bind", full_env["DTESN_BIND"]]
-        self.process = subprocess.Popen(command, cwd=ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(command, cwd=root, env=full_env, stdout=self._log, stderr=subprocess.STDOUT)
         self._wait_ready()
 
     def _wait_ready(self, timeout: float = 30.0) -> None:
