@@ -13,6 +13,7 @@ import requests
 from dtesn.client.duplex import DuplexResponse, pattern
 from dtesn.engine import ReservoirParams, session
 from dtesn.streaming.compression import unpack
+from dtesn.streaming.pump import BATCH_BYTES, BULK_BATCH_CHUNKS, batch_chunks
 from tests.support.sse import events
 
 TEXT = ("Deep tree echo state networks stream their states. " * 200).encode()
@@ -167,3 +168,12 @@ def test_time_to_first_byte_does_not_depend_on_input_size(server):
     small = min(_first_event_delay(server, 1024) for _ in range(3))
     large = min(_first_event_delay(server, 50 * 1024 * 1024) for _ in range(3))
     assert small < 0.1 and large < 0.1
+
+
+def test_batches_grow_past_a_mebibyte_only_where_the_engine_is_fast():
+    assert batch_chunks(None, 16384, 64) == 1  # the rate is measured on a first chunk
+    fast = batch_chunks(650_000, 16384, 1024)  # 1 MiB in 1.6 ms
+    assert BATCH_BYTES < fast * 16384 and fast <= BULK_BATCH_CHUNKS
+    assert batch_chunks(450_000, 16384, 64) * 16384 == BATCH_BYTES  # 1 MiB in 36 ms
+    assert batch_chunks(30_000, 16384, 64) == 5  # about 50 ms of compute
+    assert batch_chunks(700_000, 128, 64) * 128 == BATCH_BYTES  # small chunks: their events cost

@@ -63,6 +63,15 @@ SLICE_SECONDS = 0.02
 #: BATCH_BYTES of input: one hand-off and one write per batch instead of per chunk.
 BATCH_SECONDS = 0.05
 BATCH_BYTES = 1 << 20
+#: A batch may grow past BATCH_BYTES, up to BULK_BATCH_BYTES and BULK_BATCH_CHUNKS (its events
+#: are encoded at once), while it still computes in under BULK_BATCH_SECONDS: where the
+#: engine is fast, much of a stream's cost is per batch (the hand-offs, reads and writes).
+#: stream_large_dataset at esn 256 depth 3 frame 1024 (1 MiB in ~1.5 ms): 1.26x MB/s at
+#: 0.80x the worker's CPU per MB with 4 MiB batches (bench.ab); at esn 512 depth 4 frame 64
+#: (1 MiB in ~20 ms) batches stay at 1 MiB.
+BULK_BATCH_SECONDS = 0.02
+BULK_BATCH_BYTES = 4 << 20
+BULK_BATCH_CHUNKS = 256
 #: The last batch of an input, expected to take less than this, runs on the hub: a thread
 #: costs more.
 INLINE_SECONDS = 0.002
@@ -74,6 +83,17 @@ YIELD_EVERY = 16  # writes without a hub switch before the writer lets others ru
 CheckpointSink = Callable[[int, int, str, Snapshot], None]  # (chunk index, input offset, input sha256, state)
 #: What the writer ends on when a stream stops with nothing more to say.
 _END = object()
+
+
+def batch_chunks(steps_per_sec: float | None, chunk_size: int, frame_size: int) -> int:
+    """How many chunks a batch holds: about BATCH_SECONDS of compute (a chunk shorter than a
+    frame counted as a step) within BATCH_BYTES, or within the bulk limits; one while the
+    rate is unknown."""
+    if steps_per_sec is None:
+        return 1
+    by_time = steps_per_sec * BATCH_SECONDS / max(1.0, chunk_size / frame_size)
+    bulk = min(BULK_BATCH_BYTES, steps_per_sec * frame_size * BULK_BATCH_SECONDS) // chunk_size
+    return max(1, int(min(by_time, max(BATCH_BYTES // chunk_size, min(bulk, BULK_BATCH_CHUNKS)))))
 
 
 class _Job(NamedTuple):
@@ -273,10 +293,8 @@ class Pump:
         ends with it): servers buffer a body, and many small reads of that buffer cost more
         than the reads themselves.
         """
-        rate = self.runtime.rates.steps_per_sec(self.params)
-        chunk_steps = max(1.0, self.chunk_size / self.params.frame_size)
-        by_time = 1 if rate is None else int(rate * BATCH_SECONDS / chunk_steps)
-        want = max(1, min(by_time, BATCH_BYTES // self.chunk_size)) * self.chunk_size
+        want = batch_chunks(self.runtime.rates.steps_per_sec(self.params), self.chunk_size,
+                            self.params.frame_size) * self.chunk_size
         if not self._eof and len(self._buffer) <= want:
             self._buffer = self._read(want + 1 - len(self._buffer), self._buffer)
         read = memoryview(self._buffer)  # views, not copies: the hub holds the GIL while it copies
