@@ -50,7 +50,7 @@ class Spooled:
     def __init__(self, source: InputSource) -> None:
         self._source = source
         self.size = source.size
-        self._memory: deque[bytes] = deque()  # the unread pieces before the file's, in order
+        self._memory: deque[bytes | memoryview] = deque()  # the unread pieces before the file's, in order
         self._memory_bytes = 0
         self._file: IO[bytes] | None = None
         self._written = 0  # to the file
@@ -68,11 +68,12 @@ class Spooled:
         while True:
             if self._memory:
                 piece = self._memory.popleft()
-                if len(piece) > n:
-                    piece, rest = piece[:n], piece[n:]
+                if len(piece) > n:  # the rest stays a view: a piece read in many small parts is copied once
+                    view = memoryview(piece)
+                    piece, rest = view[:n], view[n:]
                     self._memory.appendleft(rest)
                 self._memory_bytes -= len(piece)
-                return piece
+                return bytes(piece)  # a whole bytes piece is returned as it is, not copied
             if self._position < self._written:
                 assert self._file is not None
                 data = os.pread(self._file.fileno(), min(n, self._written - self._position), self._position)

@@ -285,9 +285,9 @@ class Pump:
             self._queue.put(batch)
 
     def _read_batch(self) -> tuple[list[memoryview], str]:
-        """Chunks worth about BATCH_SECONDS of compute (one when the rate is unknown), and,
-        when checkpointing, the sha256 of all input up to their end (a checkpoint's proof of
-        its input; "" otherwise).
+        """The next batch's chunks (as many as `batch_chunks` says), and, when checkpointing,
+        the sha256 of all input up to their end (a checkpoint's proof of its input; ""
+        otherwise).
 
         The batch is read with one call, one byte past its end (which tells whether the input
         ends with it): servers buffer a body, and many small reads of that buffer cost more

@@ -29,9 +29,9 @@ IGNORED_FIELDS = frozenset({"include_intermediate", "output_format",
                             "access_token"})  # the API key, checked before (web/access.py)
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
-# ASCII digits only: int() and float() also take "٢٥٦" and "2_56" (both would be 256).
 #: What Field._coerce returns for a value it cannot convert.
 _WRONG = object()
+# ASCII digits only: int() and float() also take "٢٥٦" and "2_56" (both would be 256).
 _NUMBER = {int: re.compile(r"[+-]?[0-9]+"), float: re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")}
 
 
