@@ -72,7 +72,9 @@ def test_a_pasted_text_streams_to_done_with_the_apis_digest(server, browser):
 def test_the_page_resumes_across_a_server_restart_to_the_same_digest(start_server, browser, tmp_path):
     port, datasets = free_port(), str(tmp_path / "datasets")
     first = start_server(port, DTESN_DATASET_DIR=datasets)
-    dataset_id = Client(first.url).upload(bytes(range(256)) * 4 * 200)  # 200 chunks of 512 slow steps
+    # 800 chunks of 512 slow steps (~1.4 s on a machine of 2026-12-04; with 200 the stream
+    # could end before the SIGTERM came, and the page had nothing to resume)
+    dataset_id = Client(first.url).upload(bytes(range(256)) * 4 * 800)
     fields = {"esn_size": 1024, "membrane_depth": 4, "frame_size": 2, "chunk_size": 1024}
     browser.get(f"{first.url}/?{urlencode({'endpoint': 'stream_chunks', 'dataset_id': dataset_id, **fields, 'autostart': 1})}")
     wait_for(browser, "streaming")

@@ -27,6 +27,12 @@ from tests.support.sse import events, parse, read_until_chunk
 
 PARAMS = "esn_size=1024&membrane_depth=4&frame_size=2"  # 512 steps per 1024-byte chunk
 BODY = bytes(range(256)) * 320  # 80 KB: 80 chunks of 1024 bytes
+#: 320 chunks, for a stream cut at chunk CUT that must leave a checkpoint before the cut. A
+#: checkpoint is saved per batch, and a batch holds about 50 ms of compute: 49 chunks on a
+#: 2026-12-04 machine, past a cut at chunk 40 of 80 (the resume then recomputed, failing
+#: these tests one run in two). A cut at 200 leaves room for batches four times that.
+LONG = BODY * 4
+CUT = 200
 RAW = {"Content-Type": "application/octet-stream"}
 
 
@@ -77,17 +83,17 @@ def test_a_dataset_uploaded_through_one_instance_streams_through_the_other(insta
 
 def test_a_stream_cut_on_one_instance_resumes_on_the_other_from_its_checkpoint(instances):
     a, b = instances
-    whole = list(events(stream(a, "stream_chunks", "&chunk_size=1024")))
+    whole = list(events(stream(a, "stream_chunks", "&chunk_size=1024", body=LONG)))
     total_steps = whole[-1].json["total_steps"]
-    before = read_until_chunk(stream(a, "stream_chunks", "&chunk_size=1024"), 40)
+    before = read_until_chunk(stream(a, "stream_chunks", "&chunk_size=1024", body=LONG), CUT)
     steps_before = metric(b, "dtesn_engine_steps_total")
     from_checkpoint = metric(b, "dtesn_resumes_total", result="checkpoint")
-    after = list(events(stream(b, "stream_chunks", "&chunk_size=1024", headers={"Last-Event-ID": before[-1].id})))
-    assert chunk_ids(after) == list(range(41, 80))  # every chunk once, across the two instances
+    after = list(events(stream(b, "stream_chunks", "&chunk_size=1024", body=LONG, headers={"Last-Event-ID": before[-1].id})))
+    assert chunk_ids(after) == list(range(CUT + 1, 320))  # every chunk once, across the two instances
     assert after[-1].json["final_digest"] == whole[-1].json["final_digest"]
     assert metric(b, "dtesn_resumes_total", result="checkpoint") == from_checkpoint + 1
     computed_on_b = metric(b, "dtesn_engine_steps_total") - steps_before
-    assert 39 * 512 <= computed_on_b < total_steps  # only what follows the checkpoint
+    assert (319 - CUT) * 512 <= computed_on_b < total_steps  # only what follows the checkpoint
 
 
 def test_metrics_add_up_every_worker_and_match_what_was_done(instances):
@@ -136,9 +142,9 @@ def test_a_redis_that_stops_mid_stream_costs_no_stream_and_recovers(tmp_path):
         redis_server.start()
         up = requests.post(srv.url + "/deep_tree_echo/datasets", data=b"x" * 1000, headers=RAW, timeout=30)
         assert up.status_code == 201, up.text
-        before = read_until_chunk(stream(srv, "stream_chunks", "&chunk_size=1024"), 30)
-        resumed = list(events(stream(srv, "stream_chunks", "&chunk_size=1024", headers={"Last-Event-ID": before[-1].id})))
-        assert chunk_ids(resumed) == list(range(31, 80))
+        before = read_until_chunk(stream(srv, "stream_chunks", "&chunk_size=1024", body=LONG), CUT)
+        resumed = list(events(stream(srv, "stream_chunks", "&chunk_size=1024", body=LONG, headers={"Last-Event-ID": before[-1].id})))
+        assert chunk_ids(resumed) == list(range(CUT + 1, 320))
         assert metric(srv, "dtesn_resumes_total", result="checkpoint") == 1  # checkpoints are written again
         # said once per worker (the first, and the one restarted while Redis was down), not per checkpoint
         assert srv.log().count("checkpoint write skipped") == 2
