@@ -4,6 +4,9 @@
     python -m bench.ab /tmp/base [--config goal|defaults|ceiling] [--mb 32] [--rounds 8]
     git worktree remove /tmp/base
 
+`--env NAME=VALUE` (repeatable) sets an environment variable for this checkout's server only:
+with a worktree of the same commit as the other, it A/Bs a setting instead of a change.
+
 Both checkouts run under gunicorn + gevent (one worker each, 127.0.0.1, each with its own
 config/gunicorn.conf.py and code), and /stream_large_dataset streams of the same body go to
 one then the other, the order flipping every round, so the shared machine's noise hits both.
@@ -28,18 +31,11 @@ from tests.support.server import ROOT, Server
 CONFIGS = {"goal": GOAL, "defaults": DEFAULT, "ceiling": CEILING}
 
 
-def worker_cpu_s(pid: int) -> float:
-    """utime + stime of a process, in seconds (fields 14 and 15 of /proc/<pid>/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def one_stream(server: Server, config: dict, size: int) -> tuple[float, float]:
     """(MB/s, worker CPU ms per MB) of one stream of `size` bytes, checked to have completed."""
-    pid = server.worker_pids()[0]
-    cpu = worker_cpu_s(pid)
+    cpu = server.worker_cpu_s()
     mb_s = through_server(server, config, size) / 1e6
-    return mb_s, (worker_cpu_s(pid) - cpu) * 1000 / (size / 1e6)
+    return mb_s, (server.worker_cpu_s() - cpu) * 1000 / (size / 1e6)
 
 
 def main() -> None:
@@ -48,14 +44,19 @@ def main() -> None:
     parser.add_argument("--config", choices=CONFIGS, default="goal")
     parser.add_argument("--mb", type=int, default=32, help="MiB of input per stream")
     parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="for this checkout's server only")
     args = parser.parse_args()
+    if bad := [e for e in args.env if "=" not in e]:
+        parser.error(f"--env wants NAME=VALUE, got {bad[0]!r}")
+    this_env = dict(e.split("=", 1) for e in args.env)
     other = args.other.resolve()
     if not (other / "config" / "gunicorn.conf.py").is_file():
         parser.error(f"{other} is not a checkout of this repository (no config/gunicorn.conf.py)")
     config, size = CONFIGS[args.config], args.mb << 20
     with tempfile.TemporaryDirectory() as tmp:
         servers = {
-            "this": Server(Path(tmp)),
+            "this": Server(Path(tmp), env=this_env),
             # Started in the other checkout: gunicorn puts its starting directory first on
             # sys.path, ahead of PYTHONPATH (until 2026-12-04 this started here, with a
             # PYTHONPATH and --chdir to the other checkout, and so ran this checkout twice).
@@ -81,7 +82,7 @@ def main() -> None:
     medians = {name: {"mb_s": round(statistics.median(r[0] for r in rows), 2),
                       "cpu_ms_per_mb": round(statistics.median(r[1] for r in rows), 3)} for name, rows in rounds.items()}
     ratios = [t[0] / o[0] for t, o in zip(rounds["this"], rounds["other"])]
-    figures = {"config": config, "input_mb": args.mb, "rounds": args.rounds, "medians": medians,
+    figures = {"config": config, "input_mb": args.mb, "rounds": args.rounds, "env": this_env, "medians": medians,
                "mb_s_ratio_median_of_rounds": round(statistics.median(ratios), 3),
                "mb_s_ratio_rounds_above_1": sum(r > 1 for r in ratios),
                "cpu_per_mb_ratio": round(medians["this"]["cpu_ms_per_mb"] / medians["other"]["cpu_ms_per_mb"], 3)}

@@ -27,16 +27,10 @@ MODE = __import__("sys").argv[1] if len(__import__("sys").argv) > 1 else "mixed"
 PATH = "/deep_tree_echo/stream_chunks?esn_size=256&membrane_depth=2&frame_size=1&chunk_size=8192"
 
 
-def worker_cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100.0
-
-
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         server = Server(Path(tmp), {"DTESN_MAX_STREAMS": str(STREAMS + 50), "DTESN_WORKER_CONNECTIONS": str(STREAMS + 100)})
         try:
-            worker = server.worker_pids()[0]
             sockets = []
             for i in range(STREAMS):
                 s = socket.create_connection(("127.0.0.1", server.port))
@@ -56,9 +50,9 @@ def main() -> None:
                     gone_s = time.monotonic() - dropped
                     break
                 time.sleep(0.02)
-            cpu_before = worker_cpu_s(worker)
+            cpu_before = server.worker_cpu_s()
             time.sleep(1.0)
-            idle_cpu_share = worker_cpu_s(worker) - cpu_before
+            idle_cpu_share = server.worker_cpu_s() - cpu_before
         finally:
             server.stop()
     figures = {"streams": STREAMS, "open_when_dropped": opened, "gone_from_status_s": gone_s,

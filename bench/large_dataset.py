@@ -11,8 +11,11 @@ ceiling the server's own path sets (its engine alone runs at ~1 GB/s). In the go
 configuration's rounds, the same upload also goes to the floor: a do-nothing WSGI app on the
 same gunicorn worker that reads the body and writes as many event bytes
 (bench/floor_app.py); the goal's MB/s (0.9 of the engine alone) over the floor's is how much
-of what gunicorn alone allows the goal asks for. Wire bytes are every byte of the event
-stream the client received. The last line is one JSON object.
+of what gunicorn alone allows the goal asks for. CPU per MB is measured in the same rounds
+(the worker's from /proc, the client's and the engine alone's from process_time): the
+machine's cores over the worker's and client's sum bound the goal configuration's MB/s
+whatever the overlap. Wire bytes are every byte of the event stream the client received.
+The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -70,7 +73,16 @@ def through_server(server: Server, config: dict, size: int) -> float:
     return size / elapsed
 
 
-def engine_alone(config: dict, size: int) -> float:
+def cpu_of_stream(server: Server, config: dict, size: int) -> tuple[float, float, float]:
+    """(MB/s, the worker's CPU ms per MB, this client's CPU ms per MB) of one stream."""
+    worker, client = server.worker_cpu_s(), time.process_time()
+    rate = through_server(server, config, size)
+    mb = size / 1e6
+    return rate, (server.worker_cpu_s() - worker) * 1000 / mb, (time.process_time() - client) * 1000 / mb
+
+
+def engine_alone(config: dict, size: int) -> tuple[float, float]:
+    """(MB/s, CPU ms per MB) of the engine alone, fed as the server feeds it."""
     keys = ("esn_size", "membrane_depth", "frame_size")
     params = ReservoirParams(**{k: config[k] for k in keys if k in config})
     chunk = optimal_chunk_size(size, config["max_chunk_size"])
@@ -84,28 +96,42 @@ def engine_alone(config: dict, size: int) -> float:
         rate = max(rate, sum(map(len, pieces[:64])) / params.frame_size / (time.perf_counter() - warm))
     session = Session(session.weights)
     per_call = batch_chunks(rate, chunk, params.frame_size)  # the server's batches: the same engine calls
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for i in range(0, len(pieces), per_call):
         session.feed_many(pieces[i : i + per_call], final=i + per_call >= len(pieces))
-    return size / (time.perf_counter() - started)
+    return size / (time.perf_counter() - started), (time.process_time() - cpu) * 1000 / (size / 1e6)
 
 
 def throughput(server: Server, config: dict, floor: Server | None = None) -> dict:
-    """With `floor`, each round also streams the same upload through the floor app."""
+    """With `floor`, each round also streams the same upload through the floor app.
+
+    CPU per MB (medians of rounds): the worker's, this client's (upload and reading) and the
+    engine alone's. Their sum over the machine's cores bounds what any round could reach."""
     engine_alone(config, 1 << 20)
     through_server(server, config, 1 << 20)  # both warm their weights and rates first
     served, alone, floored = [], [], []
     for _ in range(ROUNDS):
-        served.append(through_server(server, config, THROUGHPUT_BYTES))
-        alone.append(engine_alone(config, THROUGHPUT_BYTES))
+        stream = cpu_of_stream(server, config, THROUGHPUT_BYTES)
+        rate, cpu = engine_alone(config, THROUGHPUT_BYTES)
+        alone.append(rate)
+        served.append((*stream, cpu))
         if floor is not None:
-            floored.append(through_server(floor, config, THROUGHPUT_BYTES))
-    row = {**config, "server_mb_s": round(max(served) / 1e6, 2), "engine_mb_s": round(max(alone) / 1e6, 2),
-           "ratio": round(statistics.median(s / e for s, e in zip(served, alone)), 3)}
+            floored.append(cpu_of_stream(floor, config, THROUGHPUT_BYTES))
+    rates = [s[0] for s in served]
+    row = {**config, "server_mb_s": round(max(rates) / 1e6, 2), "engine_mb_s": round(max(alone) / 1e6, 2),
+           "ratio": round(statistics.median(s / e for s, e in zip(rates, alone)), 3),
+           **median_cpu(served, ("worker", "client", "engine_alone"))}
     if floored:
-        row["floor_mb_s"] = round(max(floored) / 1e6, 2)
-        row["goal_of_floor"] = round(statistics.median(0.9 * e / f for e, f in zip(alone, floored)), 3)
+        row["floor_mb_s"] = round(max(f[0] for f in floored) / 1e6, 2)
+        row["goal_of_floor"] = round(statistics.median(0.9 * e / f[0] for e, f in zip(alone, floored)), 3)
+        row.update(median_cpu(floored, ("floor_worker", "floor_client")))
     return row
+
+
+def median_cpu(rounds: list[tuple[float, ...]], names: tuple[str, ...]) -> dict:
+    """{name}_cpu_ms_per_mb: the median over rounds of each CPU figure after a round's MB/s."""
+    return {f"{name}_cpu_ms_per_mb": round(statistics.median(r[k + 1] for r in rounds), 3)
+            for k, name in enumerate(names)}
 
 
 def wire_bytes(server: Server, data: bytes, level: int, encoding: str) -> int:
@@ -141,12 +167,19 @@ def main() -> None:
     print(f"goal configuration's server MB/s / the ceiling's (esn 32, depth 1, same chunking): {goal_of_ceiling}")
     print(f"do-nothing upload floor (bench/floor_app.py, same gunicorn worker): {rows[0]['floor_mb_s']} MB/s; "
           f"the goal configuration's 0.9 of the engine alone is {rows[0]['goal_of_floor']} of it (median of rounds)")
+    goal, cores = rows[0], os.cpu_count() or 1
+    bound = cores * 1000 / (goal["worker_cpu_ms_per_mb"] + goal["client_cpu_ms_per_mb"])
+    print(f"CPU per MB at the goal configuration (medians): worker {goal['worker_cpu_ms_per_mb']} ms "
+          f"(the engine alone {goal['engine_alone_cpu_ms_per_mb']}), client {goal['client_cpu_ms_per_mb']}; "
+          f"floor worker {goal['floor_worker_cpu_ms_per_mb']}, client {goal['floor_client_cpu_ms_per_mb']}. "
+          f"{cores} cores bound the goal configuration at {bound:.0f} MB/s; 0.9 of the engine alone is "
+          f"{0.9 * goal['engine_mb_s']:.0f}")
     print("\nwire bytes as a ratio of level 0 (same encoding), default configuration, 1 MiB input")
     print(f"{'input/encoding':<16} {'level 0 bytes':>13} {'level 1':>8} {'level 2':>8} {'level 3':>8}")
     for key, row in wire.items():
         print(f"{key:<16} {row['level0_bytes']:>13} {row['level1_ratio']:>8} {row['level2_ratio']:>8} {row['level3_ratio']:>8}")
     print(f"hex / base64 wire bytes at level 1: {hex_vs_base64}")
-    print(json.dumps({"throughput": rows, "goal_of_ceiling": goal_of_ceiling, "wire": wire,
+    print(json.dumps({"throughput": rows, "goal_of_ceiling": goal_of_ceiling, "cpu_bound_mb_s": round(bound, 1), "wire": wire,
                       "hex_over_base64_level1": hex_vs_base64}))
 
 

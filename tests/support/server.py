@@ -77,6 +77,20 @@ class Server:
         out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True)
         return [int(pid) for pid in out.stdout.split()]
 
+    def worker_cpu_s(self) -> float:
+        """User + system CPU seconds of the (first) worker so far (fields 14 and 15 of its
+        stat): on a shared machine, CPU time drifts less than wall time."""
+        fields = self._worker_stat()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def worker_minor_faults(self) -> int:
+        """Pages the (first) worker has faulted in so far without disk I/O (field 10)."""
+        return int(self._worker_stat()[7])
+
+    def _worker_stat(self) -> list[str]:
+        """/proc/<worker>/stat's fields after the command name (field 3 on)."""
+        return Path(f"/proc/{self.worker_pids()[0]}/stat").read_text().rsplit(")", 1)[1].split()
+
     def stop(self) -> None:
         """Quick shutdown (SIGQUIT): a graceful one (SIGTERM) waits up to graceful_timeout
         for idle keep-alive connections that test clients leave open."""
