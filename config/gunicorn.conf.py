@@ -113,9 +113,14 @@ def on_starting(server) -> None:
     """In the master, before any worker exists: compile the step kernel (or load it from
     numba's cache), so every worker forked from here has it ready before its first request
     (1.4 s with an empty cache, 0.45 s from it). NUMBA_CACHE_DIR, when set, says where the
-    cache lives; see the README."""
-    from dtesn.engine import warm_up
+    cache lives; see the README.
 
+    First, malloc is told to keep the buffers streams free (dtesn/runtime/allocator.py): set
+    here, it holds in every worker forked from here from its first allocation on."""
+    from dtesn.engine import warm_up
+    from dtesn.runtime.allocator import keep_freed_buffers
+
+    keep_freed_buffers(_settings.malloc_threshold_bytes)
     warm_up()
 
 

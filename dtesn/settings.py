@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 ENV_PREFIX = "DTESN_"
+MALLOC_THRESHOLD_MAX = 32 << 20  # glibc's largest mmap threshold on 64-bit (DEFAULT_MMAP_THRESHOLD_MAX)
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 _ORIGIN = re.compile(r"https?://[^/\s,]+")
 
@@ -46,6 +47,7 @@ class Settings:
     timeout: int
     graceful_timeout: int
     keepalive: int
+    malloc_threshold_bytes: int
     api_keys: str
     cors_origins: str
     max_body_bytes: int
@@ -76,6 +78,10 @@ class Settings:
         _at_least("timeout", self.timeout, 1)
         _at_least("graceful_timeout", self.graceful_timeout, 1)
         _at_least("keepalive", self.keepalive, 0)
+        if not 0 <= self.malloc_threshold_bytes <= MALLOC_THRESHOLD_MAX:
+            raise SettingsError(f"malloc_threshold_bytes must be between 0 and {MALLOC_THRESHOLD_MAX} "
+                                f"(glibc's limit), got {self.malloc_threshold_bytes} "
+                                f"(env {ENV_PREFIX}MALLOC_THRESHOLD_BYTES)")
         _at_least("max_body_bytes", self.max_body_bytes, 1)
         _at_least("process_max_bytes", self.process_max_bytes, 1)
         _at_least("body_timeout", self.body_timeout, 0)

@@ -23,6 +23,8 @@ def test_environment_overrides_every_setting():
         ({"DTESN_HEARTBEAT_INTERVAL": "nan"}, "heartbeat_interval"),
         ({"DTESN_HEARTBEAT_INTERVAL": "-1"}, "heartbeat_interval"),
         ({"DTESN_PROCESS_MAX_BYTES": "10", "DTESN_MAX_BODY_BYTES": "5"}, "process_max_bytes"),
+        ({"DTESN_MALLOC_THRESHOLD_BYTES": str(64 << 20)}, "malloc_threshold_bytes.*glibc's limit"),
+        ({"DTESN_MALLOC_THRESHOLD_BYTES": "-1"}, "malloc_threshold_bytes"),
     ],
 )
 def test_invalid_values_are_refused_with_the_key(env, words):
