@@ -44,17 +44,17 @@ def ttfb(server: Server, size: int) -> float:
         r.close()
 
 
-def through_server(server: Server, config: dict) -> float:
+def through_server(server: Server, config: dict, size: int = INPUT_BYTES) -> float:
     query = "&".join(f"{k}={v}" for k, v in config.items())
-    r = DuplexResponse(server.port, f"/deep_tree_echo/stream_chunks?{query}", pattern(INPUT_BYTES), INPUT_BYTES)
+    r = DuplexResponse(server.port, f"/deep_tree_echo/stream_chunks?{query}", pattern(size), size)
     last = None
     for last in events(r):
         pass
     elapsed = time.monotonic() - r.started
     r.close()
     assert last is not None and last.json["type"] == "completion", last
-    assert last.json["bytes_processed"] == INPUT_BYTES
-    return INPUT_BYTES / elapsed
+    assert last.json["bytes_processed"] == size
+    return size / elapsed
 
 
 def engine_alone(config: dict) -> float:
