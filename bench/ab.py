@@ -1,7 +1,7 @@
 """Is a change faster through the real server? This checkout against another, rounds alternating.
 
     git worktree add /tmp/base HEAD~1
-    python -m bench.ab /tmp/base [--config goal|defaults|ceiling|chunks] [--mb 32] [--rounds 8]
+    python -m bench.ab /tmp/base [--config goal|defaults|ceiling|chunks] [--input pattern|text] [--mb 32] [--rounds 8]
     git worktree remove /tmp/base
 
 `--env NAME=VALUE` (repeatable) sets an environment variable for this checkout's server only:
@@ -24,31 +24,33 @@ import json
 import os
 import statistics
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from bench import large_dataset, stream
+from dtesn.client.duplex import pattern
 from tests.support.server import ROOT, Server
 
-Through = Callable[[Server, int], float]  # a stream of that many bytes through the server: bytes/s
+Through = Callable[[Server, int, Callable[[int], Iterable[bytes]]], float]  # bytes/s of a stream of body(size)
+INPUTS: dict[str, Callable[[int], Iterable[bytes]]] = {"pattern": pattern, "text": large_dataset.english_blocks}
 
 
 def _large_dataset(config: dict) -> Through:
-    return lambda server, size: large_dataset.through_server(server, config, size)
+    return lambda server, size, body: large_dataset.through_server(server, config, size, body)
 
 
 CONFIGS: dict[str, Through] = {
     "goal": _large_dataset(large_dataset.GOAL),
     "defaults": _large_dataset(large_dataset.DEFAULT),
     "ceiling": _large_dataset(large_dataset.CEILING),
-    "chunks": lambda server, size: stream.through_server(server, stream.CONFIGS[0], size),
+    "chunks": lambda server, size, body: stream.through_server(server, stream.CONFIGS[0], size, body),
 }
 
 
-def one_stream(server: Server, through: Through, size: int) -> tuple[float, float]:
-    """(MB/s, worker CPU ms per MB) of one stream of `size` bytes, checked to have completed."""
+def one_stream(server: Server, through: Through, size: int, body: Callable[[int], Iterable[bytes]]) -> tuple[float, float]:
+    """(MB/s, worker CPU ms per MB) of one stream of `body(size)`, checked to have completed."""
     cpu = server.worker_cpu_s()
-    mb_s = through(server, size) / 1e6
+    mb_s = through(server, size, body) / 1e6
     return mb_s, (server.worker_cpu_s() - cpu) * 1000 / (size / 1e6)
 
 
@@ -57,6 +59,8 @@ def main() -> None:
     parser.add_argument("other", type=Path, help="another checkout of this repository")
     parser.add_argument("--config", choices=CONFIGS, default="goal")
     parser.add_argument("--mb", type=int, default=32, help="MiB of input per stream")
+    parser.add_argument("--input", choices=INPUTS, default="pattern",
+                        help="the body: the benchmarks' repeating bytes, or the project's English prose")
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="for this checkout's server only")
@@ -67,7 +71,7 @@ def main() -> None:
     other = args.other.resolve()
     if not (other / "config" / "gunicorn.conf.py").is_file():
         parser.error(f"{other} is not a checkout of this repository (no config/gunicorn.conf.py)")
-    through, size = CONFIGS[args.config], args.mb << 20
+    through, size, body = CONFIGS[args.config], args.mb << 20, INPUTS[args.input]
     with tempfile.TemporaryDirectory() as tmp:
         servers = {
             "this": Server(Path(tmp), env=this_env),
@@ -83,10 +87,10 @@ def main() -> None:
                 if running_in.resolve() != root.resolve():
                     raise SystemExit(f"bench.ab: {name}'s worker runs in {running_in}, not {root}")
             for server in servers.values():
-                one_stream(server, through, 1 << 20)  # weights and rates first
+                one_stream(server, through, 1 << 20, body)  # weights and rates first
             for k in range(args.rounds):
                 for name in (("this", "other") if k % 2 == 0 else ("other", "this")):
-                    rounds[name].append(one_stream(servers[name], through, size))
+                    rounds[name].append(one_stream(servers[name], through, size, body))
                 (this_mb_s, this_cpu), (other_mb_s, other_cpu) = rounds["this"][-1], rounds["other"][-1]
                 print(f"round {k}: this {this_mb_s:.1f} MB/s {this_cpu:.2f} ms CPU/MB, "
                       f"other {other_mb_s:.1f} MB/s {other_cpu:.2f} ms CPU/MB, MB/s ratio {this_mb_s / other_mb_s:.3f}")
@@ -96,7 +100,7 @@ def main() -> None:
     medians = {name: {"mb_s": round(statistics.median(r[0] for r in rows), 2),
                       "cpu_ms_per_mb": round(statistics.median(r[1] for r in rows), 3)} for name, rows in rounds.items()}
     ratios = [t[0] / o[0] for t, o in zip(rounds["this"], rounds["other"])]
-    figures = {"config": args.config, "input_mb": args.mb, "rounds": args.rounds, "env": this_env, "medians": medians,
+    figures = {"config": args.config, "input": args.input, "input_mb": args.mb, "rounds": args.rounds, "env": this_env, "medians": medians,
                "mb_s_ratio_median_of_rounds": round(statistics.median(ratios), 3),
                "mb_s_ratio_rounds_above_1": sum(r > 1 for r in ratios),
                "cpu_per_mb_ratio": round(medians["this"]["cpu_ms_per_mb"] / medians["other"]["cpu_ms_per_mb"], 3)}

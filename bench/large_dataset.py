@@ -28,6 +28,7 @@ import json
 import statistics
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -61,8 +62,15 @@ def query(config: dict) -> str:
     return "/deep_tree_echo/stream_large_dataset?" + "&".join(f"{k}={v}" for k, v in config.items())
 
 
-def through_server(server: Server, config: dict, size: int) -> float:
-    r = DuplexResponse(server.port, query(config), pattern(size), size)
+def english_blocks(size: int, block: int = 1 << 20) -> Iterator[bytes]:
+    """english_text(size), a block at a time (as `pattern` yields its input)."""
+    text = english_text(size)
+    return (text[i : i + block] for i in range(0, size, block))
+
+
+def through_server(server: Server, config: dict, size: int, body: Callable[[int], Iterable[bytes]] = pattern) -> float:
+    """Bytes/s of one stream of `body(size)`, checked to have completed."""
+    r = DuplexResponse(server.port, query(config), body(size), size)
     tail = b""
     for piece in r.iter_content():  # count, don't parse: the client must not set the pace
         tail = (tail + piece)[-4096:]

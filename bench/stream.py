@@ -20,6 +20,7 @@ import json
 import statistics
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from dtesn.client.duplex import DuplexResponse, pattern
@@ -44,9 +45,10 @@ def ttfb(server: Server, size: int) -> float:
         r.close()
 
 
-def through_server(server: Server, config: dict, size: int = INPUT_BYTES) -> float:
+def through_server(server: Server, config: dict, size: int = INPUT_BYTES,
+                   body: Callable[[int], Iterable[bytes]] = pattern) -> float:
     query = "&".join(f"{k}={v}" for k, v in config.items())
-    r = DuplexResponse(server.port, f"/deep_tree_echo/stream_chunks?{query}", pattern(size), size)
+    r = DuplexResponse(server.port, f"/deep_tree_echo/stream_chunks?{query}", body(size), size)
     last = None
     for last in events(r):
         pass
