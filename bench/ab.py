@@ -49,9 +49,8 @@ CONFIGS: dict[str, Through] = {
 
 def one_stream(server: Server, through: Through, size: int, body: Callable[[int], Iterable[bytes]]) -> tuple[float, float]:
     """(MB/s, worker CPU ms per MB) of one stream of `body(size)`, checked to have completed."""
-    cpu = server.worker_cpu_s()
-    mb_s = through(server, size, body) / 1e6
-    return mb_s, (server.worker_cpu_s() - cpu) * 1000 / (size / 1e6)
+    rate, worker_cpu, _ = large_dataset.with_cpu(server, size, lambda: through(server, size, body))
+    return rate / 1e6, worker_cpu
 
 
 def main() -> None:

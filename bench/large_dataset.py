@@ -81,12 +81,18 @@ def through_server(server: Server, config: dict, size: int, body: Callable[[int]
     return size / elapsed
 
 
-def cpu_of_stream(server: Server, config: dict, size: int) -> tuple[float, float, float]:
-    """(MB/s, the worker's CPU ms per MB, this client's CPU ms per MB) of one stream."""
+def with_cpu(server: Server, size: int, run: Callable[[], float]) -> tuple[float, float, float]:
+    """`run()` (one stream of `size` bytes through `server`, returning bytes/s), with the
+    worker's and this client's CPU ms per MB during it."""
     worker, client = server.worker_cpu_s(), time.process_time()
-    rate = through_server(server, config, size)
+    rate = run()
     mb = size / 1e6
     return rate, (server.worker_cpu_s() - worker) * 1000 / mb, (time.process_time() - client) * 1000 / mb
+
+
+def cpu_of_stream(server: Server, config: dict, size: int) -> tuple[float, float, float]:
+    """(bytes/s, the worker's CPU ms per MB, this client's CPU ms per MB) of one stream."""
+    return with_cpu(server, size, lambda: through_server(server, config, size))
 
 
 def engine_alone(config: dict, size: int) -> tuple[float, float]:
@@ -119,10 +125,10 @@ def throughput(server: Server, config: dict, floor: Server | None = None) -> dic
     through_server(server, config, 1 << 20)  # both warm their weights and rates first
     served, alone, floored = [], [], []
     for _ in range(ROUNDS):
-        stream = cpu_of_stream(server, config, THROUGHPUT_BYTES)
+        measured = cpu_of_stream(server, config, THROUGHPUT_BYTES)
         rate, cpu = engine_alone(config, THROUGHPUT_BYTES)
         alone.append(rate)
-        served.append((*stream, cpu))
+        served.append((*measured, cpu))
         if floor is not None:
             floored.append(cpu_of_stream(floor, config, THROUGHPUT_BYTES))
     rates = [s[0] for s in served]

@@ -5,17 +5,18 @@ such blocks are freed) with a mapping of its own, unmapped again on free, and re
 top of its heap to the kernel whenever more than twice that threshold lies free there. A
 stream allocates and frees buffers of megabytes every batch (the body's reads and their join,
 the engine's arrays, the events' text) and zlib's 256 KiB state for every compressed chunk,
-so the worker kept faulting in fresh zeroed pages: zlib.compress of a 256-byte payload took
-63-80 µs in a fresh process, 8-19 µs with the thresholds fixed.
+so the worker kept faulting in fresh zeroed pages (about 100 a MB streamed at the
+large_dataset goal configuration; 0.2-54 with the thresholds fixed): zlib.compress of a
+256-byte payload took 63-90 µs in a fresh process, 8.5-19 µs with them fixed.
 
 Both thresholds fixed at 32 MiB (glibc's own ceiling for the mmap threshold on 64-bit; fixing
-them also stops its adjusting) measured, through the server (`python -m bench.ab` with the
-settings as MALLOC_* variables on one side, 8 rounds each): the large_dataset goal
-configuration 1.19-1.20x MB/s at 0.79x the worker's CPU per MB, its ceiling configuration
-1.06-1.12x at 0.78-0.84x, the defaults the same within noise (1.06 / 0.95, an A/A run
-1.03 / 1.00). Either threshold alone was worse than neither (0.63-0.66x MB/s): the other
-one's default then unmaps or trims every buffer. 8 and 16 MiB gained less (1.13x at 0.96x),
-4 and 8 MiB lost (0.82x): a 4 MiB batch is then mapped again every time. The price is memory
+them also stops its adjusting), through the server (`python -m bench.ab`, 8 rounds each): as
+set here, in the gunicorn master, the goal configuration 1.13-1.16x MB/s at 0.85-0.90x the
+worker's CPU per MB, its ceiling configuration 1.07-1.11x at 0.85-0.92x, the defaults 0.97x
+(an A/A run there gives 1.03); set as MALLOC_* variables (`--env`), 1.19-1.20x at 0.79x.
+Either threshold alone was worse than neither (0.63-0.66x MB/s): the other one's default
+then unmaps or trims every buffer. 8 and 16 MiB gained less (1.13x at 0.96x), 4 and 8 MiB
+lost (0.82x): a 4 MiB batch is then mapped again every time. The price is memory
 kept free for reuse: a worker's RSS after a 512 MB stream 132 MB against 114, after six
 concurrent 64 MB streams 145 against 116 (peak 181 against 186); it no longer returns to the
 kernel what it will need again in a moment.
