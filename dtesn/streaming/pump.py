@@ -78,6 +78,12 @@ INLINE_SECONDS = 0.002
 INLINE_VALUES = 4096  # features per chunk: JSON-encoding more than this costs over a millisecond
 DEFAULT_SLICE_STEPS = 1024
 QUEUE_DEPTH = 2
+#: A stream starts computing once the event loop has nothing else pending (`gevent.idle`),
+#: waiting at most this long: when many connections arrive at once, each is answered
+#: (headers, metadata) before the streams already open compute, encode and close. 300 streams
+#: opened at once on one worker, first byte p99 (bench.burst, interleaved): median 184 ms
+#: without, 156 ms with a 0.25 s bound. A quiet loop is idle at once: a lone stream does not wait.
+OPENINGS_FIRST_S = 0.25
 YIELD_EVERY = 16  # writes without a hub switch before the writer lets others run
 
 CheckpointSink = Callable[[int, int, str, Snapshot], None]  # (chunk index, input offset, input sha256, state)
@@ -217,6 +223,8 @@ class Pump:
         hand results over in order."""
         pool = self.runtime.pool
         try:
+            with gevent.Timeout(OPENINGS_FIRST_S, False):  # see OPENINGS_FIRST_S
+                gevent.idle()
             engine_session: Session = pool.submit(self.runtime.session, self.params,
                                                   inline=self.params in self.runtime.weights).get()
             if self._restore is not None:
