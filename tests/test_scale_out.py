@@ -123,11 +123,23 @@ def test_a_redis_that_stops_mid_stream_costs_no_stream_and_recovers(tmp_path):
     redis_server = RedisServer(tmp_path)
     srv = Server(tmp_path, {"DTESN_REDIS_URL": redis_server.url})
     try:
-        response = stream(srv, "stream_chunks", "&chunk_size=1024", body=BODY * 3)
-        evs = events(response)
+        # The body's last two thirds are sent only once Redis is down, so this worker's stream
+        # writes checkpoints after it (a fast machine otherwise wrote all of them before).
+        redis_down = threading.Event()
+
+        def body():
+            yield BODY
+            redis_down.wait(30)
+            yield BODY * 2
+
+        response = DuplexResponse(srv.port, f"/deep_tree_echo/stream_chunks?{PARAMS}&chunk_size=1024", body(),
+                                  3 * len(BODY))
+        evs = parse(response.iter_content())
         got = [next(evs) for _ in range(5)]
         redis_server.stop()
+        redis_down.set()
         got += list(evs)
+        response.close()
         assert got[-1].type == "completion" and len(chunk_ids(got)) == 240
         refused = requests.post(srv.url + "/deep_tree_echo/datasets", data=b"x" * 1000, headers=RAW, timeout=30)
         assert refused.status_code == 503 and "Redis" in refused.json()["error"]
