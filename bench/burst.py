@@ -12,10 +12,18 @@ WSGI app that does nothing (bench/floor_app.py). Its p99 is what gunicorn and ge
 this machine before the kit does anything; the ratio ours / floor is the kit's share, and
 compares across days when absolute times do not. Prints p50/p99/max per round and one JSON
 object.
+
+    python -m bench.burst --against OTHER_CHECKOUT [--rounds N]
+
+adds a third server, the same worker running OTHER_CHECKOUT's code (e.g. a `git worktree` of
+the commit before), to the alternating rounds, and prints the p99 ratio ours / other per round:
+on a shared machine the floor moves by half between minutes, so a change is judged against
+its own base in the same rounds.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import selectors
 import socket
@@ -65,28 +73,41 @@ def figures(times: list[float]) -> dict[str, float]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--against", type=Path, help="another checkout, served beside this one")
+    parser.add_argument("--rounds", type=int, default=ROUNDS)
+    args = parser.parse_args()
     floor_command = floor_app.command("app", "--worker-connections", str(STREAMS + 100))
-    rounds: dict[str, list[dict[str, float]]] = {"ours": [], "floor": []}
+    env = {"DTESN_MAX_STREAMS": str(STREAMS + 50), "DTESN_WORKER_CONNECTIONS": str(STREAMS + 100)}
+    names = ("ours", "other", "floor") if args.against else ("ours", "floor")
+    rounds: dict[str, list[dict[str, float]]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory() as tmp:
         servers = {}
         try:
-            servers["ours"] = Server(Path(tmp), {"DTESN_MAX_STREAMS": str(STREAMS + 50),
-                                                 "DTESN_WORKER_CONNECTIONS": str(STREAMS + 100)})
+            servers["ours"] = Server(Path(tmp), env)
+            if args.against:
+                servers["other"] = Server(Path(tmp), env, root=args.against.resolve())
             servers["floor"] = Server(Path(tmp), command=floor_command, ready_path="/")
             for server in servers.values():
                 burst(server.port)  # warm: weights, rates, the worker's first requests
-            for i in range(ROUNDS):
-                for name in ("ours", "floor") if i % 2 == 0 else ("floor", "ours"):
+            for i in range(args.rounds):
+                for name in names if i % 2 == 0 else names[::-1]:
                     time.sleep(1)  # the last burst's streams finish
                     rounds[name].append(figures(burst(servers[name].port)))
         finally:
             for server in servers.values():
                 server.stop()
-    ratios = [round(o["p99_ms"] / f["p99_ms"], 2) for o, f in zip(rounds["ours"], rounds["floor"])]
-    for i, (o, f) in enumerate(zip(rounds["ours"], rounds["floor"]), 1):
-        print(f"round {i}: first byte p50 {o['p50_ms']} ms, p99 {o['p99_ms']} ms, max {o['max_ms']} ms; "
-              f"floor p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms; p99 ours / floor {ratios[i - 1]}")
-    print(json.dumps({"streams": STREAMS, "rounds": rounds["ours"], "floor": rounds["floor"], "p99_over_floor": ratios}))
+    ratios = {name: [round(o["p99_ms"] / b["p99_ms"], 2) for o, b in zip(rounds["ours"], rounds[name])]
+              for name in names[1:]}
+    for i, (o, f) in enumerate(zip(rounds["ours"], rounds["floor"])):
+        other = f"; other p99 {rounds['other'][i]['p99_ms']} ms, ours / other {ratios['other'][i]}" if args.against else ""
+        print(f"round {i + 1}: first byte p50 {o['p50_ms']} ms, p99 {o['p99_ms']} ms, max {o['max_ms']} ms; "
+              f"floor p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms; p99 ours / floor {ratios['floor'][i]}{other}")
+    summary = {"streams": STREAMS, "rounds": rounds["ours"], "floor": rounds["floor"], "p99_over_floor": ratios["floor"]}
+    if args.against:
+        summary |= {"other": rounds["other"], "p99_over_other": ratios["other"],
+                    "median_p99_over_other": statistics.median(ratios["other"])}
+    print(json.dumps(summary))
 
 
 if __name__ == "__main__":
