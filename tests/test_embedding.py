@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
 import time
 
+import gevent
 import pytest
 import requests
 from flask import Flask
@@ -127,6 +129,26 @@ def test_events_accepts_an_iterable_of_bytes_and_reports_bad_fields():
     assert digests[0] == digests[1]
     with pytest.raises(dtesn.engine.ParameterError):
         list(dtesn.events(whole, esn_size=3))
+
+
+def test_a_stream_left_early_is_freed_without_the_cycle_collector():
+    """A stream whose reader leaves is freed as it ends: kept in a reference cycle (a killed
+    greenlet's traceback holding its pump), 300 of them made 20-46 ms full collections on a
+    worker's event loop."""
+    from dtesn.streaming.pump import Pump
+
+    runtime = dtesn.Runtime.create(Settings.load(), datasets=False)
+    gc.collect()
+    gc.disable()
+    try:
+        stream = dtesn.events(bytes(range(256)) * 4000, esn_size=256, runtime=runtime)
+        assert next(e for e in stream if e["type"] == "chunk")["chunk_index"] == 0
+        stream.close()  # the reader leaves while the stream still computes
+        gevent.sleep(0)  # the kill's own callback lets go of the producer
+        assert not [o for o in gc.get_objects() if isinstance(o, Pump)]
+    finally:
+        gc.enable()
+        runtime.close()
 
 
 def test_gevent_program_example_keeps_its_ticker_running(server):

@@ -102,6 +102,20 @@ def batch_chunks(steps_per_sec: float | None, chunk_size: int, frame_size: int) 
     return max(1, int(min(by_time, max(BATCH_BYTES // chunk_size, min(bulk, BULK_BATCH_CHUNKS)))))
 
 
+def _killed(greenlet: gevent.Greenlet | None) -> gevent.Greenlet | None:
+    """Kill `greenlet` (unless it is the caller's own) and forget it.
+
+    A killed greenlet keeps its GreenletExit, whose traceback holds the greenlet's frames,
+    which hold the pump: kept, every stream that ended early was a reference cycle of ~60
+    objects (tracebacks, frames, its greenlets, the pump and its events) that only a full
+    collection freed, and 300 such streams made gen-2 collections of 20-46 ms on the event
+    loop. Forgotten, a stream is freed as it ends."""
+    if greenlet is None or greenlet is gevent.getcurrent():
+        return greenlet
+    greenlet.kill(block=True)
+    return None
+
+
 class _Job(NamedTuple):
     result: Pending[Batch | None]
     input_sha256: str
@@ -204,9 +218,7 @@ class Pump:
     def close(self) -> None:
         """Stop everything this stream started (idempotent)."""
         self.cancellation.cancel()
-        for greenlet in (self._producer, self._watcher):
-            if greenlet is not None and greenlet is not gevent.getcurrent():
-                greenlet.kill(block=True)
+        self._producer, self._watcher = _killed(self._producer), _killed(self._watcher)
         self.source.close()
 
     def progress(self) -> Progress:
