@@ -81,8 +81,9 @@ QUEUE_DEPTH = 2
 #: A stream starts computing once the event loop has nothing else pending (`gevent.idle`),
 #: waiting at most this long: when many connections arrive at once, each is answered
 #: (headers, metadata) before the streams already open compute, encode and close. 300 streams
-#: opened at once on one worker, first byte p99 (bench.burst, interleaved): median 184 ms
-#: without, 156 ms with a 0.25 s bound. A quiet loop is idle at once: a lone stream does not wait.
+#: opened at once on one worker, first byte p99 (bench.burst --against, 30 rounds, with the
+#: cheaper request parse): median 200 -> 153 ms. A quiet loop is idle at once: a lone stream
+#: does not wait.
 OPENINGS_FIRST_S = 0.25
 YIELD_EVERY = 16  # writes without a hub switch before the writer lets others run
 
