@@ -82,8 +82,8 @@ QUEUE_DEPTH = 2
 #: waiting at most this long: when many connections arrive at once, each is answered
 #: (headers, metadata) before the streams already open compute, encode and close. 300 streams
 #: opened at once on one worker, first byte p99 (bench.burst --against, 30 rounds, with the
-#: cheaper request parse): median 200 -> 153 ms. A quiet loop is idle at once: a lone stream
-#: does not wait.
+#: cheaper request parse and no cycle per stream): median 181 -> 141 ms. A quiet loop is idle
+#: at once: a lone stream does not wait.
 OPENINGS_FIRST_S = 0.25
 YIELD_EVERY = 16  # writes without a hub switch before the writer lets others run
 

@@ -8,7 +8,6 @@ Everything is validated before any work starts, and every refusal names its fiel
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -113,7 +112,8 @@ def parse_request(request: Request, extra: Sequence[Field] = (), *, max_body_byt
     declared = {f.name: f for f in (*COMMON_FIELDS, *extra)}
     raw_body: InputSource | None = None
     # Each request attribute is parsed from the environ when asked (a query string into a
-    # MultiDict even when empty): asked once, they were 30% of this function (bench.burst).
+    # MultiDict even when empty): asked once each, no longer about 30% of this function
+    # (line_profiler, in process).
     query = _single_values(request.args) if request.environ.get("QUERY_STRING") else {}
     body_values: dict[str, Any] = {}
     length = request.content_length
@@ -161,19 +161,12 @@ def parse_request(request: Request, extra: Sequence[Field] = (), *, max_body_byt
         raise APIError(413, f"input exceeds the limit of {max_body_bytes} bytes", "input_data")
 
     engine_values = {f.name: values.pop(f.name, f.default) for f in ENGINE_FIELDS}
-    params = _params(**engine_values)  # ParameterError: a 400 naming the field (errors.py)
+    params = ReservoirParams(**engine_values)  # ParameterError: a 400 naming the field (errors.py)
     mode = values.pop("processing_mode", "streaming")
     options = {f.name: values.get(f.name, f.default) for f in extra}
     source = raw_body or (BytesSource(text.encode("utf-8")) if text is not None else _open_dataset(datasets, dataset_id))
     return ProcessingRequest(params=params, processing_mode=mode, source=source, options=options,
                              raw_body=raw_body is not None)
-
-
-@functools.lru_cache(maxsize=256)
-def _params(**values: Any) -> ReservoirParams:
-    """Checked once per distinct set of values (the checks were 2-3% of opening a stream);
-    a refusal is raised again each time, not cached."""
-    return ReservoirParams(**values)
 
 
 def _open_dataset(datasets: DatasetStore | None, dataset_id: str) -> InputSource:
